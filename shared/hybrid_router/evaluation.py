@@ -1,0 +1,126 @@
+"""Routing-quality metrics: quality vs large-call share curves, cost advantage, APGR, CPT.
+
+A router's score says "the small model is good enough"; routing a share ``c`` of calls to the large model sends
+the ``c`` lowest-scoring queries there. Quality drop is relative to always-large:
+``(q_large - q_routed) / |q_large|``. Cost advantage is the share of calls answered by the small model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DROP_LEVELS = (0.0, 0.01, 0.02, 0.05)
+CA_LEVELS = (0.10, 0.20, 0.40)
+
+
+def quality_curve(scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(large share c_k = k/n, mean routed quality) for k = 0..n, sending the k lowest scores to the large model."""
+    scores, small_q, large_q = (np.asarray(a, dtype=np.float64) for a in (scores, small_q, large_q))
+    n = len(scores)
+    if n == 0 or not (len(small_q) == len(large_q) == n):
+        raise ValueError("scores, small_q and large_q must be non-empty and of equal length")
+    order = np.argsort(scores, kind="stable")
+    gain = np.concatenate([[0.0], np.cumsum((large_q - small_q)[order])])
+    return np.arange(n + 1) / n, (small_q.sum() + gain) / n
+
+
+def random_curve(small_q: np.ndarray, large_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The expected curve of a router that picks the large model at random."""
+    n = len(small_q)
+    share = np.arange(n + 1) / n
+    return share, np.mean(small_q) + share * (np.mean(large_q) - np.mean(small_q))
+
+
+def oracle_scores(small_q: np.ndarray, large_q: np.ndarray) -> np.ndarray:
+    """Scores of the oracle: the queries where the large model gains most are sent there first."""
+    return np.asarray(small_q, dtype=np.float64) - np.asarray(large_q, dtype=np.float64)
+
+
+@dataclass
+class RoutingReport:
+    """Metrics of one router on one data set (see module docstring)."""
+
+    name: str
+    cost_advantage_at_drop: dict[float, float]
+    quality_drop_at_ca: dict[float, float]
+    apgr: float
+    cpt50: float
+    cpt80: float
+    share: np.ndarray = field(repr=False)
+    quality: np.ndarray = field(repr=False)
+
+    def row(self) -> dict[str, float | str]:
+        """A flat dict for tables and JSON."""
+        out: dict[str, float | str] = {"router": self.name}
+        out.update({f"CA@{d:.0%}drop": v for d, v in self.cost_advantage_at_drop.items()})
+        out.update({f"drop@{c:.0%}CA": v for c, v in self.quality_drop_at_ca.items()})
+        out.update({"APGR": self.apgr, "CPT(50%)": self.cpt50, "CPT(80%)": self.cpt80})
+        return out
+
+
+def report_from_curve(name: str, share: np.ndarray, quality: np.ndarray, small_q, large_q) -> RoutingReport:
+    """Metrics of a quality-vs-share curve."""
+    q_small, q_large = float(np.mean(small_q)), float(np.mean(large_q))
+    drop = (q_large - quality) / max(abs(q_large), 1e-12)
+    ca = {d: float(np.max(1.0 - share[drop <= d + 1e-12], initial=0.0)) for d in DROP_LEVELS}
+    drop_at = {c: float(np.interp(1.0 - c, share, drop)) for c in CA_LEVELS}
+    gap = q_large - q_small
+    pgr = (quality - q_small) / gap if abs(gap) > 1e-12 else np.ones_like(quality)
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2 * np.diff(share)))
+
+    def cpt(level: float) -> float:
+        reached = np.nonzero(pgr >= level - 1e-12)[0]
+        return float(share[reached[0]]) if len(reached) else 1.0
+
+    return RoutingReport(name, ca, drop_at, apgr, cpt(0.5), cpt(0.8), share, quality)
+
+
+def evaluate_scores(name: str, scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray) -> RoutingReport:
+    """Metrics of a router's scores on labelled queries."""
+    share, quality = quality_curve(scores, small_q, large_q)
+    return report_from_curve(name, share, quality, small_q, large_q)
+
+
+def evaluate_with_references(
+    scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray, name: str = "router"
+) -> list[RoutingReport]:
+    """The router next to a random router and the oracle on the same rows."""
+    return [
+        report_from_curve("random", *random_curve(small_q, large_q), small_q, large_q),
+        evaluate_scores(name, scores, small_q, large_q),
+        evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q),
+    ]
+
+
+def format_table(rows: list[dict[str, float | str]]) -> str:
+    """A plain-text table (numbers to 3 decimals)."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    cells = [[c for c in cols]] + [[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot_reports(reports: list[RoutingReport], path: str, title: str = "") -> None:
+    """Write a PNG of quality vs large-call share for each report (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for rep in reports:
+        ax.plot(rep.share * 100, rep.quality, label=f"{rep.name} (APGR {rep.apgr:.3f})")
+    ax.set_xlabel("calls sent to the large model (%)")
+    ax.set_ylabel("mean quality")
+    ax.set_title(title or "quality vs large-call share")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
