@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -109,7 +110,13 @@ class RoutingLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            rows = [b for b in batch if isinstance(b, dict)]
+            rows = []
+            for b in batch:
+                if isinstance(b, (dict, partial)):
+                    try:
+                        rows.append(b if isinstance(b, dict) else b())
+                    except Exception:  # a row that cannot be built is reported, never raised at a caller
+                        logger.exception("routing log: could not build a row")
             if rows:
                 try:
                     with self._conn:  # one transaction per batch
@@ -126,14 +133,17 @@ class RoutingLog:
             if any(b is _STOP for b in batch):
                 return
 
-    def _row(self, messages: str | Sequence[Any], answered_by: str, model: str | None, answer: str | None,
-             input_tokens: int | None, output_tokens: int | None, latency_s: float | None, **extra: Any) -> dict:
+    def _row(self, call_id: str, created: float, messages: str | Sequence[Any], answered_by: str, model: str | None,
+             answer: str | None, input_tokens: int | None, output_tokens: int | None, latency_s: float | None,
+             **extra: Any) -> dict:
+        """Build one row (runs on the writer thread, off the request path)."""
         pairs = conversation_pairs(messages)
         convo_json = json.dumps(pairs, ensure_ascii=False)
         price = self.prices.get(model)
         row = {
-            "call_id": uuid.uuid4().hex,
-            "created": time.time(),
+            "call_id": call_id,
+            "pair_id": call_id,
+            "created": created,
             "source": self.source,
             "conversation_sha256": hashlib.sha256(convo_json.encode()).hexdigest(),
             "answered_by": answered_by,
@@ -152,17 +162,21 @@ class RoutingLog:
     def log_call(self, messages: str | Sequence[Any], answered: Answered, answer: str | None, *,
                  input_tokens: int | None = None, output_tokens: int | None = None,
                  latency_s: float | None = None, source: str | None = None) -> str:
-        """Queue one routed call; returns its ``call_id`` (also the ``pair_id`` of a shadow answer)."""
+        """Queue one routed call; returns its ``call_id`` (also the ``pair_id`` of a shadow answer).
+
+        Only a reference to the inputs is queued here; the row is built and written by the writer thread.
+        """
+        call_id = uuid.uuid4().hex
+        messages = messages if isinstance(messages, str) else list(messages)
         meta = answered.metadata()
-        row = self._row(messages, answered.answered_by, meta["model"], answer, input_tokens, output_tokens, latency_s,
-                        kind="answer", route=meta["route"], score=meta["score"], threshold=meta["threshold"],
-                        threshold_source=meta["threshold_source"], fallback=int(answered.fallback),
-                        fallback_reason=meta["fallback_reason"])
-        row["pair_id"] = row["call_id"]
-        if source:
-            row["source"] = source
-        self._queue.put(row)
-        return row["call_id"]
+        extra = {"source": source} if source else {}
+        self._queue.put(partial(
+            self._row, call_id, time.time(), messages, answered.answered_by, meta["model"], answer, input_tokens,
+            output_tokens, latency_s, kind="answer", route=meta["route"], score=meta["score"],
+            threshold=meta["threshold"], threshold_source=meta["threshold_source"], fallback=int(answered.fallback),
+            fallback_reason=meta["fallback_reason"], **extra,
+        ))
+        return call_id
 
     def maybe_shadow(self, pair_id: str, messages: str | Sequence[Any], answered: Answered,
                      run_other: Callable[[], tuple[str, int | None, int | None]]) -> Future | None:
@@ -185,8 +199,8 @@ class RoutingLog:
                 error = None
             except Exception as exc:  # a failed shadow call is data, not a user-facing error
                 text, n_in, n_out, error = None, None, None, f"{type(exc).__name__}: {exc}"
-            row = self._row(messages, other, model, text, n_in, n_out, time.perf_counter() - start,
-                            kind="shadow", pair_id=pair_id, route=answered.decision.target,
+            row = self._row(uuid.uuid4().hex, time.time(), messages, other, model, text, n_in, n_out,
+                            time.perf_counter() - start, kind="shadow", pair_id=pair_id, route=answered.decision.target,
                             score=answered.decision.score, threshold=answered.decision.threshold,
                             threshold_source=answered.decision.threshold_source, error=error)
             self._queue.put(row)
