@@ -1,0 +1,412 @@
+"""HybridLLM: a LlamaIndex ``FunctionCallingLLM`` that sends each call to a small or a large LLM.
+
+The router (``hybrid_router``) decides; this module only adapts it to LlamaIndex. Each call resolves its routing
+options (call kwarg > ``hybrid_router.routing()`` block > the model's default), lets the router choose, runs the
+chosen child through the core ``FallbackRunner`` and tags the response with ``additional_kwargs["hybrid_router"]``.
+The children emit their own LLM events and callbacks (token counters count each call once); HybridLLM adds one
+:class:`~llamaindex_hybrid.events.HybridRouteEvent` per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from llama_index.core.tools.types import BaseTool
+
+from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
+from hybrid_router.conversation import router_text
+from hybrid_router.options import OPTION_ALIASES, resolve_options
+from hybrid_router.pinning import RoutePins
+from hybrid_router.records import add_route_record
+
+from .events import emit_route_event
+
+try:  # the workflow runtime sets a run id inside every workflow (and agent) run
+    from workflows.plugins.basic import get_current_run_id
+except ImportError:  # pragma: no cover - llama-index-workflows is a dependency of llama-index-core
+    def get_current_run_id() -> Optional[str]:
+        return None
+
+METADATA_KEY = "hybrid_router"
+R = TypeVar("R", ChatResponse, CompletionResponse)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_router() -> HybridRouter:
+    """The shipped router, loaded once per process and shared by every HybridLLM that gets no router."""
+    return HybridRouter.default()
+
+
+def _smaller(a: int, b: int) -> int:
+    """The smaller of two limits, ignoring an unknown (non-positive) one."""
+    known = [v for v in (a, b) if v and v > 0]
+    return min(known) if known else min(a, b)
+
+
+def _tool_messages(user_msg: Optional[Union[str, ChatMessage]], chat_history: Optional[List[ChatMessage]]) -> List[ChatMessage]:
+    """The conversation a tool call answers (what the router scores)."""
+    messages = list(chat_history or [])
+    if isinstance(user_msg, str):
+        messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
+    elif user_msg is not None:
+        messages.append(user_msg)
+    return messages
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One call's decision, the kwargs left for the child, and the workflow run it belongs to (if pinning)."""
+
+    decision: RouteDecision
+    kwargs: Dict[str, Any]
+    run: Optional[str]
+
+
+class HybridLLM(FunctionCallingLLM):
+    """Routes every call between ``small`` and ``large`` (any two LlamaIndex LLMs) with a ``HybridRouter``.
+
+    Use it anywhere an LLM goes (``Settings.llm``, query and chat engines, agents). Per call, the most specific
+    setting wins: a call kwarg (``quality_threshold=``, ``max_quality_drop=``, ``large_share=``,
+    ``hybrid_route=``), then an enclosing ``hybrid_router.routing(...)`` block (the way to set it for query
+    engines and agents, which call the LLM without kwargs), then this model's own default fields, then the
+    router's default threshold. Each response carries ``additional_kwargs["hybrid_router"]`` (route, score,
+    threshold, source, fallback...), streamed chunks included.
+
+    Inside one workflow run (every agent run is one), the first call's answering model is pinned and later
+    calls of the run reuse it, so tool-call messages never cross providers; a call kwarg still overrides, and
+    ``pin_runs=False`` routes every call on its own. If the chosen model raises, or gives no output within
+    ``timeout`` seconds, the other one answers (``fallback=False`` disables this).
+    """
+
+    small: LLM = Field(description="The cheap model.")
+    large: LLM = Field(description="The expensive model.")
+    router: HybridRouter = Field(exclude=True, description="Scores queries; HybridRouter.default() when omitted.")
+    quality_threshold: Optional[float] = Field(default=None, description="Default threshold: small iff score >= it.")
+    max_quality_drop: Optional[float] = Field(default=None, description="Default: cheapest threshold within this drop.")
+    large_share: Optional[float] = Field(default=None, description="Default: send about this share to the large model.")
+    route: Optional[str] = Field(default=None, description="Default: force 'small' or 'large'.")
+    timeout: Optional[float] = Field(default=None, description="Seconds to first output before falling back.")
+    fallback: bool = Field(default=True, description="Let the other model answer when the chosen one fails.")
+    pin_runs: bool = Field(default=True, description="Keep one model for all calls of one workflow/agent run.")
+
+    _defaults: RoutingOptions = PrivateAttr()
+    _runner: FallbackRunner = PrivateAttr()
+    _pins: RoutePins = PrivateAttr()
+
+    def __init__(self, small: LLM, large: LLM, router: Optional[HybridRouter] = None, **kwargs: Any) -> None:
+        share_callbacks = kwargs.get("callback_manager") is not None
+        super().__init__(small=small, large=large, router=router or _default_router(), **kwargs)
+        self._defaults = RoutingOptions(self.quality_threshold, self.max_quality_drop, self.large_share, self.route)
+        self._runner = FallbackRunner(
+            timeout=self.timeout,
+            fallback=self.fallback,
+            model_names=(small.metadata.model_name, large.metadata.model_name),
+        )
+        self._pins = RoutePins()
+        if share_callbacks:
+            self._share_callback_manager()
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Class name."""
+        return "HybridLLM"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "callback_manager":  # Settings.llm assigns Settings.callback_manager here
+            self._share_callback_manager()
+
+    def _share_callback_manager(self) -> None:
+        """The children emit the LLM callbacks, so they get this model's callback manager."""
+        for child in (self.small, self.large):
+            child.callback_manager = self.callback_manager
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Limits both children satisfy: the smaller window and output, tools only if both support them."""
+        s, l = self.small.metadata, self.large.metadata
+        return LLMMetadata(
+            context_window=_smaller(s.context_window, l.context_window),
+            num_output=_smaller(s.num_output, l.num_output),
+            is_chat_model=s.is_chat_model or l.is_chat_model,
+            is_function_calling_model=s.is_function_calling_model and l.is_function_calling_model,
+            model_name=f"hybrid({s.model_name}|{l.model_name})",
+            system_role=s.system_role if s.system_role == l.system_role else MessageRole.SYSTEM,
+        )
+
+    # ------------------------------------------------------------------ routing
+    def _child(self, target: str) -> LLM:
+        return self.small if target == "small" else self.large
+
+    def _plan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
+        """Validate the input and options, and decide (raises ValueError before any model call)."""
+        given = RoutingOptions.from_mapping(kwargs)
+        child_kwargs = {k: v for k, v in kwargs.items() if k not in OPTION_ALIASES}
+        options, source = resolve_options([("kwarg", given), ("context", current_routing()), ("default", self._defaults)])
+        run = get_current_run_id() if self.pin_runs and not given.is_set else None
+        pinned = self._pins.get(run)
+        if pinned is not None:
+            router_text(query)  # still reject empty input
+            return _Plan(pinned, child_kwargs, run)
+        return _Plan(self.router.decide(query, options, source), child_kwargs, run)
+
+    async def _aplan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
+        """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""
+        return await asyncio.to_thread(self._plan, query, kwargs)
+
+    def _answered(self, plan: _Plan, answered: Answered) -> Dict[str, Any]:
+        """Pin the run to the model that answered, report the call to ``record_routes``; its metadata."""
+        self._pins.pin(plan.run, answered)
+        metadata = answered.metadata()
+        add_route_record(metadata)
+        return metadata
+
+    def _finish(self, plan: _Plan, answered: Answered, response: R, **event_input: Any) -> R:
+        response.additional_kwargs[METADATA_KEY] = self._answered(plan, answered)
+        emit_route_event(answered, response, **event_input)
+        return response
+
+    def _tag_stream(self, plan: _Plan, chunks: Iterator[tuple[R, Answered]], **event_input: Any) -> Iterator[R]:
+        answered, last, metadata = None, None, None
+        try:
+            for last, answered in chunks:
+                metadata = metadata or self._answered(plan, answered)
+                last.additional_kwargs[METADATA_KEY] = dict(metadata)
+                yield last
+        finally:
+            if answered is not None:
+                emit_route_event(answered, last, **event_input)
+
+    async def _atag_stream(
+        self, plan: _Plan, chunks: AsyncIterator[tuple[R, Answered]], **event_input: Any
+    ) -> AsyncIterator[R]:
+        answered, last, metadata = None, None, None
+        try:
+            async for last, answered in chunks:
+                metadata = metadata or self._answered(plan, answered)
+                last.additional_kwargs[METADATA_KEY] = dict(metadata)
+                yield last
+        finally:
+            if answered is not None:
+                emit_route_event(answered, last, **event_input)
+
+    @staticmethod
+    def _astarter(open_stream: Callable[[LLM], Any], child_of: Callable[[str], LLM]) -> Callable[[str], AsyncIterator[Any]]:
+        """Turn ``await child.astream_*(...)`` into the async-iterator factory FallbackRunner.astream expects."""
+
+        async def start(target: str) -> AsyncIterator[Any]:
+            stream = await open_stream(child_of(target))
+            async for chunk in stream:
+                yield chunk
+
+        return start
+
+    # ------------------------------------------------------------------ chat
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Chat with the model the router picks."""
+        messages = list(messages)
+        plan = self._plan(messages, kwargs)
+        response, answered = self._runner.run(plan.decision, lambda t: self._child(t).chat(messages, **plan.kwargs))
+        return self._finish(plan, answered, response, messages=messages)
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat`."""
+        messages = list(messages)
+        plan = await self._aplan(messages, kwargs)
+        response, answered = await self._runner.arun(plan.decision, lambda t: self._child(t).achat(messages, **plan.kwargs))
+        return self._finish(plan, answered, response, messages=messages)
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream a chat; every chunk carries the routing metadata."""
+        messages = list(messages)
+        plan = self._plan(messages, kwargs)
+        chunks = self._runner.stream(plan.decision, lambda t: self._child(t).stream_chat(messages, **plan.kwargs))
+        return self._tag_stream(plan, chunks, messages=messages)
+
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
+        messages = list(messages)
+        plan = await self._aplan(messages, kwargs)
+        start = self._astarter(lambda child: child.astream_chat(messages, **plan.kwargs), self._child)
+        return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
+
+    # ------------------------------------------------------------------ completion
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Complete with the model the router picks."""
+        plan = self._plan(prompt, kwargs)
+        call = lambda t: self._child(t).complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
+        response, answered = self._runner.run(plan.decision, call)
+        return self._finish(plan, answered, response, prompt=prompt)
+
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async :meth:`complete`."""
+        plan = await self._aplan(prompt, kwargs)
+        call = lambda t: self._child(t).acomplete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
+        response, answered = await self._runner.arun(plan.decision, call)
+        return self._finish(plan, answered, response, prompt=prompt)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Stream a completion; every chunk carries the routing metadata."""
+        plan = self._plan(prompt, kwargs)
+        start = lambda t: self._child(t).stream_complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
+        return self._tag_stream(plan, self._runner.stream(plan.decision, start), prompt=prompt)
+
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
+        plan = await self._aplan(prompt, kwargs)
+        start = self._astarter(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs), self._child)
+        return self._atag_stream(plan, self._runner.astream(plan.decision, start), prompt=prompt)
+
+    # ------------------------------------------------------------------ tools
+    def _require_tools(self) -> None:
+        missing = [n for n, c in (("small", self.small), ("large", self.large)) if not c.metadata.is_function_calling_model]
+        if missing:
+            raise ValueError(f"tool calling needs two function-calling models; not one: {', '.join(missing)}")
+
+    def _tool_plan(self, user_msg: Any, chat_history: Any, kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
+        self._require_tools()
+        messages = _tool_messages(user_msg, chat_history)
+        return self._plan(messages, kwargs), messages
+
+    def chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: Optional[Union[str, ChatMessage]] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Pick the child first, then let it format the tools, call itself and validate the answer."""
+        plan, messages = self._tool_plan(user_msg, chat_history, kwargs)
+        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
+
+        def call(target: str) -> ChatResponse:
+            child = self._child(target)
+            return child.chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
+
+        response, answered = self._runner.run(plan.decision, call)
+        return self._finish(plan, answered, response, messages=messages)
+
+    async def achat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: Optional[Union[str, ChatMessage]] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Async :meth:`chat_with_tools`."""
+        self._require_tools()
+        messages = _tool_messages(user_msg, chat_history)
+        plan = await self._aplan(messages, kwargs)
+        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
+
+        def call(target: str) -> Any:
+            child = self._child(target)
+            return child.achat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
+
+        response, answered = await self._runner.arun(plan.decision, call)
+        return self._finish(plan, answered, response, messages=messages)
+
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: Optional[Union[str, ChatMessage]] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        """Streaming :meth:`chat_with_tools`; every chunk carries the routing metadata."""
+        plan, messages = self._tool_plan(user_msg, chat_history, kwargs)
+        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
+
+        def start(target: str) -> ChatResponseGen:
+            child = self._child(target)
+            return child.stream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
+
+        return self._tag_stream(plan, self._runner.stream(plan.decision, start), messages=messages)
+
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: Optional[Union[str, ChatMessage]] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat_with_tools` (what ``FunctionAgent`` calls)."""
+        self._require_tools()
+        messages = _tool_messages(user_msg, chat_history)
+        plan = await self._aplan(messages, kwargs)
+        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
+        start = self._astarter(
+            lambda child: child.astream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs),
+            self._child,
+        )
+        return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: Optional[Union[str, ChatMessage]] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
+        """Pick the child now and let it format the tools; the kwargs returned send ``chat`` to that child.
+
+        Only code that prepares and chats in two steps needs this: the ``*_with_tools`` methods do both at once
+        and keep the router's score in the metadata (here the route is fixed, ``threshold_source`` is
+        ``"kwarg:route"``).
+        """
+        plan, _ = self._tool_plan(user_msg, chat_history, kwargs)
+        target = plan.decision.target
+        prepared = self._child(target)._prepare_chat_with_tools_compat(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **plan.kwargs,
+        )
+        return {**prepared, "hybrid_route": target}
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> List[ToolSelection]:
+        """Parse with the child that produced ``response`` (named in its ``hybrid_router`` metadata)."""
+        answered_by = (response.additional_kwargs.get(METADATA_KEY) or {}).get("answered_by")
+        if answered_by is None:
+            if error_on_no_tool_call:
+                raise ValueError("this response has no hybrid_router metadata: it was not produced by a HybridLLM")
+            return []
+        child = self._child(answered_by)
+        return child.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
