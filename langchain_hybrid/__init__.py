@@ -1,0 +1,13 @@
+"""LangChain integration of hybrid-llm: ``HybridChatModel`` routes each call to a small or a large chat model."""
+
+from .chat_model import HybridChatModel
+from .cost import HybridCostCallbackHandler, get_hybrid_cost_callback
+from .local import LocalChatModel, local_chat_model
+
+__all__ = [
+    "HybridChatModel",
+    "HybridCostCallbackHandler",
+    "LocalChatModel",
+    "get_hybrid_cost_callback",
+    "local_chat_model",
+]

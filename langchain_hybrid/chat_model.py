@@ -1,0 +1,316 @@
+"""``HybridChatModel``: a LangChain chat model that routes every call to a small or a large chat model.
+
+Drop-in for ``ChatOpenAI(...)``::
+
+    llm = HybridChatModel(small=ChatOpenAI(model="gpt-4o-mini"), large=ChatOpenAI(model="gpt-4o"))
+    llm.invoke("Prove that there are infinitely many primes", quality_threshold=0.7)
+
+Routing happens in the public entry points (``invoke``, ``ainvoke``, ``stream``, ``astream`` and
+``stream_events``/``astream_events`` v3; ``batch``, ``abatch``, chains and v1/v2 events go through them): they read
+the call's kwargs and config, score the conversation with the :class:`~hybrid_router.HybridRouter` and pass the
+decision down as a private call kwarg. ``_generate``/``_stream`` then run the chosen child through the core
+:class:`~hybrid_router.FallbackRunner` and stamp the answer (see :mod:`langchain_hybrid.labels`). Code that calls
+``generate()`` directly is routed inside ``_generate`` from the run's metadata.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
+
+from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
+from hybrid_router.options import ROUTES
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.model_profile import ModelProfile
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.tools import BaseTool
+from pydantic import ConfigDict, Field, model_validator
+
+from . import children
+from .call_options import pop_routing, resolve_call_options, resolve_from_config
+from .labels import label_chunk, label_result
+
+#: Private call kwargs: the decision made at the entry point, and each child's tool binding.
+DECISION_KEY = "_hybrid_decision"
+BINDINGS_KEY = "_hybrid_child_kwargs"
+
+
+@lru_cache(maxsize=1)
+def shared_default_router() -> HybridRouter:
+    """The shipped router, loaded once per process and shared by every model that does not name its own."""
+    return HybridRouter.default()
+
+
+class HybridChatModel(BaseChatModel):
+    """Routes each call to ``small`` or ``large`` with a Hybrid LLM router; a Runnable like any chat model.
+
+    Per-call routing options (most specific wins): call kwargs, ``config["metadata"]`` (also inherited from
+    enclosing chains), ``config["configurable"]``, the :func:`hybrid_router.routing` context, then the fields
+    below. Each place accepts one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or
+    ``hybrid_route`` (``"small"``/``"large"``).
+
+    Every answer carries ``response_metadata["model_name"]`` (the child that answered) and
+    ``response_metadata["hybrid_router"]`` (route, score, threshold, threshold_source, fallback, ...).
+    """
+
+    small: BaseChatModel
+    """The cheap model, used when the router's score reaches the quality threshold."""
+    large: BaseChatModel
+    """The expensive model."""
+    router: HybridRouter = Field(default_factory=shared_default_router, exclude=True)
+    """The router (default: the shipped one)."""
+    quality_threshold: float | None = None
+    """Default quality threshold in [0, 1] (None: the router's default); higher sends more calls to ``large``."""
+    max_quality_drop: float | None = None
+    """Default: the cheapest threshold whose calibrated quality drop stays within this."""
+    large_share: float | None = None
+    """Default: the threshold that sends about this share of calls to ``large``."""
+    hybrid_route: Literal["small", "large"] | None = None
+    """Default: always use this model (skip the router)."""
+    timeout: float | None = None
+    """Seconds the chosen model may take before its answer (or first streamed chunk); then the other answers."""
+    fallback: bool = True
+    """Whether the other model answers when the chosen one raises or times out."""
+    temperature: float | None = None
+    """Sent to whichever model answers as a call keyword (None: each model's own setting)."""
+    max_tokens: int | None = None
+    """Sent to whichever model answers as a call keyword (None: each model's own setting)."""
+    stop: list[str] | None = None
+    """Default stop sequences (a call's ``stop`` replaces them)."""
+    streaming: bool = False
+    """Stream from the chosen model even on ``invoke`` (callbacks then get tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _check_options(self) -> "HybridChatModel":
+        RoutingOptions.from_mapping(self._routing_defaults())
+        self._runner()
+        return self
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def _llm_type(self) -> str:
+        return "hybrid-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "small": {"_type": self.small._llm_type, **self.small._identifying_params},
+            "large": {"_type": self.large._llm_type, **self.large._identifying_params},
+            "router": repr(self.router),
+            **self._routing_defaults(),
+            "timeout": self.timeout,
+            "fallback": self.fallback,
+        }
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        return children.merge_profiles(self.small.profile, self.large.profile)  # type: ignore[return-value]
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """The chosen child's tracing params once the call is routed; the pair of names before."""
+        decided = kwargs.pop(DECISION_KEY, None)
+        if decided is not None:
+            target = decided["target"]
+            return self._child(target)._get_ls_params(stop=self._stop(stop), **self._child_kwargs(target, kwargs))
+        params = LangSmithParams(
+            ls_provider="hybrid",
+            ls_model_name=f"hybrid({self._names()[0]}|{self._names()[1]})",
+            ls_model_type="chat",
+        )
+        if self.temperature is not None:
+            params["ls_temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = self.max_tokens
+        if self._stop(stop):
+            params["ls_stop"] = self._stop(stop)
+        return params
+
+    # ------------------------------------------------------------------ public entry points: route here
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        return super().invoke(input, config, stop=stop, **self._decide_call(input, config, kwargs))
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = await self._adecide_call(input, config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        yield from super().stream(input, config, stop=stop, **self._decide_call(input, config, kwargs))
+
+    async def astream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        kwargs = await self._adecide_call(input, config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            yield chunk
+
+    def stream_events(self, input: Any, config: RunnableConfig | None = None, *, version: Any = "v2",
+                      stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """As in :class:`BaseChatModel`; v1/v2 go through :meth:`astream`, v3 is routed here."""
+        if version == "v3":
+            kwargs = self._decide_call(input, config, kwargs)
+        return super().stream_events(input, config, version=version, stop=stop, **kwargs)
+
+    def astream_events(self, input: Any, config: RunnableConfig | None = None, *, version: Any = "v2",
+                       stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """As in :class:`BaseChatModel`; v1/v2 go through :meth:`astream`, v3 is routed here."""
+        if version != "v3":
+            return super().astream_events(input, config, version=version, stop=stop, **kwargs)
+        parent = super()
+
+        async def routed() -> Any:
+            routed_kwargs = await self._adecide_call(input, config, kwargs)
+            return await parent.astream_events(input, config, version="v3", stop=stop, **routed_kwargs)
+
+        return routed()
+
+    # ------------------------------------------------------------------ tools
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` on both children, each in its own format; the chosen child's binding is used per call."""
+        structured = kwargs.pop("ls_structured_output_format", None)
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        bindings = {
+            target: children.binding_kwargs(self._child(target).bind_tools(tools, **kwargs), self._child(target), target)
+            for target in ROUTES
+        }
+        extra = {"ls_structured_output_format": structured} if structured else {}
+        return self.bind(**{BINDINGS_KEY: bindings}, **extra)
+
+    # ------------------------------------------------------------------ model calls
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        decision, rest = self._prepare(messages, run_manager, kwargs)
+        result, answered = self._runner().run(
+            decision,
+            lambda target: children.generate(
+                self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
+            ),
+        )
+        return label_result(result, answered)
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        decision, rest = self._prepare(messages, run_manager, kwargs)
+        result, answered = await self._runner().arun(
+            decision,
+            lambda target: children.agenerate(
+                self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
+            ),
+        )
+        return label_result(result, answered)
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        decision, rest = self._prepare(messages, run_manager, kwargs)
+        pairs = self._runner().stream(
+            decision,
+            lambda target: children.stream(
+                self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
+            ),
+        )
+        for index, (chunk, answered) in enumerate(pairs):
+            yield label_chunk(chunk, answered if index == 0 else None)
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        decision, rest = self._prepare(messages, run_manager, kwargs)
+        pairs = self._runner().astream(
+            decision,
+            lambda target: children.astream(
+                self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
+            ),
+        )
+        index = 0
+        async for chunk, answered in pairs:
+            yield label_chunk(chunk, answered if index == 0 else None)
+            index += 1
+
+    # ------------------------------------------------------------------ helpers
+    def _routing_defaults(self) -> dict[str, Any]:
+        return {
+            "quality_threshold": self.quality_threshold,
+            "max_quality_drop": self.max_quality_drop,
+            "large_share": self.large_share,
+            "hybrid_route": self.hybrid_route,
+        }
+
+    def _decide_call(self, input: LanguageModelInput, config: RunnableConfig | None,
+                     kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Resolve the call's options, score the conversation, and return kwargs carrying the decision."""
+        if DECISION_KEY in kwargs:
+            return kwargs
+        kwargs = dict(kwargs)
+        options, source = resolve_from_config(pop_routing(kwargs), config, self._routing_defaults())
+        decision = self.router.decide(self._convert_input(input).to_messages(), options, source)
+        kwargs[DECISION_KEY] = decision.to_dict()
+        return kwargs
+
+    async def _adecide_call(self, input: LanguageModelInput, config: RunnableConfig | None,
+                            kwargs: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_decide_call` off the event loop (scoring runs the encoder)."""
+        if DECISION_KEY in kwargs:
+            return kwargs
+        return await run_in_executor(None, self._decide_call, input, config, kwargs)
+
+    def _prepare(
+        self, messages: list[BaseMessage], run_manager: Any, kwargs: dict[str, Any]
+    ) -> tuple[RouteDecision, dict[str, Any]]:
+        """The call's decision (made here when no entry point made it) and the kwargs left for the children."""
+        rest = dict(kwargs)
+        decided = rest.pop(DECISION_KEY, None)
+        call_options = pop_routing(rest)
+        if decided is not None:
+            return RouteDecision(**decided), rest
+        metadata = getattr(run_manager, "metadata", None)
+        options, source = resolve_call_options(
+            call_options, metadata, ensure_config().get("configurable"), self._routing_defaults()
+        )
+        return self.router.decide(messages, options, source), rest
+
+    def _child(self, target: str) -> BaseChatModel:
+        return self.small if target == "small" else self.large
+
+    def _names(self) -> tuple[str, str]:
+        return children.model_name_of(self.small), children.model_name_of(self.large)
+
+    def _runner(self) -> FallbackRunner:
+        return FallbackRunner(timeout=self.timeout, fallback=self.fallback, model_names=self._names())
+
+    def _stop(self, stop: list[str] | None) -> list[str] | None:
+        return stop if stop is not None else self.stop
+
+    def _child_kwargs(self, target: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Wrapper defaults < the child's own tool binding < the call's kwargs."""
+        rest = dict(kwargs)
+        bound = (rest.pop(BINDINGS_KEY, None) or {}).get(target, {})
+        defaults = {k: v for k, v in (("temperature", self.temperature), ("max_tokens", self.max_tokens)) if v is not None}
+        return {**defaults, **bound, **rest}
