@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "score_log", "export_pairs", "export_sft", "distill")
+COMMANDS = ("train", "eval", "score_log", "export_pairs", "export_sft", "distill", "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
