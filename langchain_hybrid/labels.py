@@ -1,5 +1,8 @@
 """Stamp answers with who answered: ``response_metadata["model_name"]`` and ``response_metadata["hybrid_router"]``.
 
+Each stamped answer is also reported to :func:`hybrid_router.records.record_routes` blocks, for callers whose
+chain drops the message (output parsers, retrieval chains, agents).
+
 ``model_name`` is the answering child's name, so LangChain's usage callbacks and tracers count the tokens under
 the model that produced them. In a stream, string values of ``response_metadata`` are concatenated when chunks
 are added together, so the children's own ``model_name`` is removed from every chunk and the wrapper's pair is
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from hybrid_router import Answered
+from hybrid_router.records import add_route_record
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 MODEL_NAME_KEY = "model_name"
@@ -23,15 +27,18 @@ def _without_labels(values: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _labels(answered: Answered) -> dict[str, Any]:
-    return {MODEL_NAME_KEY: answered.model_name, METADATA_KEY: answered.metadata()}
+    metadata = answered.metadata()
+    add_route_record(metadata)
+    return {MODEL_NAME_KEY: answered.model_name, METADATA_KEY: metadata}
 
 
 def label_result(result: ChatResult, answered: Answered) -> ChatResult:
     """A copy of a child's result whose messages (and ``llm_output``) name the model that answered."""
+    labels = _labels(answered)
     generations = [
         ChatGeneration(
             message=g.message.model_copy(
-                update={"response_metadata": {**_without_labels(g.message.response_metadata), **_labels(answered)}}
+                update={"response_metadata": {**_without_labels(g.message.response_metadata), **labels}}
             ),
             generation_info=_without_labels(g.generation_info) or None,
         )

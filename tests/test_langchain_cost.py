@@ -118,3 +118,16 @@ def test_cost_handler_ignores_unrouted_models_and_validates_prices():
         HybridCostCallbackHandler({"m": (-1, 2)})
     with pytest.raises(ValueError):
         HybridCostCallbackHandler(PRICES, tracker=CostTracker())
+
+
+def test_record_routes_sees_calls_hidden_by_an_output_parser(model):
+    from hybrid_router.records import record_routes
+    from langchain_core.output_parsers import StrOutputParser
+
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model | StrOutputParser()
+    with record_routes() as routes:
+        chain.invoke({"q": "hi"}, config={"metadata": {"hybrid_route": "large"}})
+        "".join(chain.stream({"q": "hi"}, config={"metadata": {"hybrid_route": "small"}}))
+        chain.batch([{"q": "a"}, {"q": "b"}], config={"metadata": {"hybrid_route": "small"}})
+    assert [r["answered_by"] for r in routes[:2]] == ["large", "small"]
+    assert len(routes) == 4 and all(r["threshold_source"] == "metadata:route" for r in routes)
