@@ -143,7 +143,8 @@ class LocalLLM(FunctionCallingLLM):
         return self._as_completion(await asyncio.to_thread(self._chat, self._as_messages(prompt), **kwargs))
 
     @llm_completion_callback()
-    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
         async def gen() -> CompletionResponseAsyncGen:
             async for response in _aiter(self._stream_chat(self._as_messages(prompt), **kwargs)):
                 yield self._as_completion(response)
@@ -157,14 +158,16 @@ class LocalLLM(FunctionCallingLLM):
                                  **kwargs: Any) -> dict[str, Any]:
         messages = list(chat_history or [])
         if user_msg is not None:
-            messages.append(user_msg if isinstance(user_msg, ChatMessage) else ChatMessage(role="user", content=user_msg))
+            messages.append(user_msg if isinstance(user_msg, ChatMessage)
+                            else ChatMessage(role=MessageRole.USER, content=user_msg))
         return {"messages": messages, "tools": [t.metadata.to_openai_tool() for t in tools], **kwargs}
 
     def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
                                      **kwargs: Any) -> list[ToolSelection]:
         calls = response.message.additional_kwargs.get("tool_calls") or []
         if not calls and error_on_no_tool_call:
-            raise ValueError(f"expected a tool call from {self.chat_engine.name}, got text: {response.message.content!r}")
+            raise ValueError(f"expected a tool call from {self.chat_engine.name}, "
+                             f"got text: {response.message.content!r}")
         return [ToolSelection(tool_id=c["id"], tool_name=c["function"]["name"],
                               tool_kwargs=json.loads(c["function"]["arguments"])) for c in calls]
 

@@ -116,7 +116,8 @@ def _cut(text: str, width: int) -> str:
 
 def format_demo(result: DemoResult, query_width: int = 44) -> str:
     """The printed table plus the totals line."""
-    header = f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<22} {'latency':>7} {'tokens':>9} {'cost $':>10}"
+    header = (f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<22} {'latency':>7} {'tokens':>9} "
+              f"{'cost $':>10}")
     lines = [header, "-" * len(header)]
     for r in result.rows:
         score = "-" if r.score is None else f"{r.score:.2f}"

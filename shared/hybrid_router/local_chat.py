@@ -167,7 +167,7 @@ class LocalChat:
                 text = text[:cut]
         finish = "length" if output_tokens >= max_new and int(new_ids[-1]) != self.tokenizer.eos_token_id else "stop"
         calls: list[dict[str, Any]] = []
-        if tools:
+        if tools and self.supports_tools:
             text, calls = parse_tool_calls(text)
             if calls:
                 finish = "tool_calls"
@@ -192,7 +192,8 @@ class LocalChat:
                tools: Sequence[dict[str, Any]] | None = None) -> Iterator[str | ChatOutput]:
         """Yield text pieces as they are generated, then one :class:`ChatOutput` with the totals.
 
-        With ``tools`` the text is held back until the end (a tool call cannot be streamed as text). Closing the
+        Text that may be the start of a ``stop`` string is held back until it is decided; with ``tools`` on a
+        tool-capable template the whole text is held back (a tool call cannot be streamed as text). Closing the
         iterator early stops the generation.
         """
         import torch
@@ -215,21 +216,28 @@ class LocalChat:
 
         worker = threading.Thread(target=run, daemon=True, name="hybrid-llm-local-generate")
         worker.start()
-        pieces: list[str] = []
+        hold_all = bool(tools) and self.supports_tools  # a tool call cannot be streamed as text
+        keep = max((len(x) for x in stop or ()), default=1) - 1  # a stop string may still be forming
+        text, sent = "", 0
         try:
             for piece in streamer:
                 if "error" in box:
                     break
-                pieces.append(piece)
-                if piece and not tools and not stop:
-                    yield piece
+                text += piece
+                if hold_all:
+                    continue
+                cuts = [i for i in (text.find(x) for x in stop or ()) if i >= 0]
+                safe = min(cuts) if cuts else len(text) - keep
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
             worker.join()
         finally:
             cancelled.set()
         if "error" in box:
             raise box["error"]
         new_ids = box["output"][0, input_ids.shape[1]:]
-        final = self._finish("".join(pieces), int(input_ids.shape[1]), new_ids, kwargs["max_new_tokens"], stop, tools)
-        if (tools or stop) and final.text:
-            yield final.text
+        final = self._finish(text, int(input_ids.shape[1]), new_ids, kwargs["max_new_tokens"], stop, tools)
+        if len(final.text) > sent:
+            yield final.text[sent:]
         yield final

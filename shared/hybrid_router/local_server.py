@@ -28,6 +28,17 @@ class ServerStartError(RuntimeError):
     """The local server exited or did not answer its health check in time."""
 
 
+def _die_with_parent() -> None:
+    """In the child (Linux): receive SIGTERM when the parent process dies, so no server is left orphaned."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -39,7 +50,9 @@ class LocalOpenAIServer:
     """``transformers serve`` pinned to one local model, on ``host:port`` (a free port when ``port`` is None).
 
     Use as a context manager, or call :meth:`start` (returns without waiting), :meth:`wait_ready` and :meth:`stop`.
-    ``threads`` caps the child's torch/OpenMP threads (1 suits a small shared CPU).
+    ``threads`` caps the child's torch/OpenMP threads (1 suits a small shared CPU). On Linux the server is stopped
+    when the thread that started it exits (so a killed test session leaves no server behind): start it from a
+    long-lived thread.
     """
 
     def __init__(self, model: str = DEFAULT_SMALL_MODEL, *, host: str = "127.0.0.1", port: int | None = None,
@@ -79,7 +92,8 @@ class LocalOpenAIServer:
         self._log = tempfile.NamedTemporaryFile(prefix="hybrid-llm-server-", suffix=".log", delete=False)
         logger.info("hybrid-llm: starting local OpenAI-compatible server for %s at %s", self.model, self.base_url)
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         return self
 
     def _healthy(self) -> bool:
