@@ -207,12 +207,11 @@ class HybridLLM(FunctionCallingLLM):
             if answered is not None:
                 emit_route_event(answered, last, **event_input)
 
-    @staticmethod
-    def _astarter(open_stream: Callable[[LLM], Any], child_of: Callable[[str], LLM]) -> Callable[[str], AsyncIterator[Any]]:
-        """Turn ``await child.astream_*(...)`` into the async-iterator factory FallbackRunner.astream expects."""
+    def _astart(self, open_stream: Callable[[LLM], Any]) -> Callable[[str], AsyncIterator[Any]]:
+        """Turn ``await child.astream_*(...)`` into the async-iterator factory ``FallbackRunner.astream`` takes."""
 
         async def start(target: str) -> AsyncIterator[Any]:
-            stream = await open_stream(child_of(target))
+            stream = await open_stream(self._child(target))
             async for chunk in stream:
                 yield chunk
 
@@ -244,7 +243,7 @@ class HybridLLM(FunctionCallingLLM):
         """Async :meth:`stream_chat`."""
         messages = list(messages)
         plan = await self._aplan(messages, kwargs)
-        start = self._astarter(lambda child: child.astream_chat(messages, **plan.kwargs), self._child)
+        start = self._astart(lambda child: child.astream_chat(messages, **plan.kwargs))
         return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
 
     # ------------------------------------------------------------------ completion
@@ -271,7 +270,7 @@ class HybridLLM(FunctionCallingLLM):
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         plan = await self._aplan(prompt, kwargs)
-        start = self._astarter(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs), self._child)
+        start = self._astart(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs))
         return self._atag_stream(plan, self._runner.astream(plan.decision, start), prompt=prompt)
 
     # ------------------------------------------------------------------ tools
@@ -364,9 +363,8 @@ class HybridLLM(FunctionCallingLLM):
         messages = _tool_messages(user_msg, chat_history)
         plan = await self._aplan(messages, kwargs)
         tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
-        start = self._astarter(
-            lambda child: child.astream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs),
-            self._child,
+        start = self._astart(
+            lambda child: child.astream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
         )
         return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
 

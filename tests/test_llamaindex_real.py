@@ -45,6 +45,9 @@ def text_of(response) -> str:
     return response.text if isinstance(response, CompletionResponse) else response.message.content
 
 
+TOKENS = 8  # enough for an answer to check; generation dominates the time on a small CPU
+
+
 def server_client(openai_server: str, model: str, **kwargs: Any) -> Any:
     """An OpenAILike client of the local server with a fresh HTTP client per request.
 
@@ -53,13 +56,26 @@ def server_client(openai_server: str, model: str, **kwargs: Any) -> Any:
     """
     from llama_index.llms.openai_like import OpenAILike
 
-    return OpenAILike(model=model, api_base=openai_server, api_key="x", is_chat_model=True, max_tokens=16,
+    return OpenAILike(model=model, api_base=openai_server, api_key="x", is_chat_model=True, max_tokens=TOKENS,
                       temperature=0, max_retries=0, timeout=120, reuse_client=False, **kwargs)
 
 
 @pytest.fixture
-def hybrid(small_llamaindex_llm, openai_server, large_model_name, default_router):
-    return HybridLLM(small_llamaindex_llm, server_client(openai_server, large_model_name), router=default_router)
+def small(small_llamaindex_llm):
+    """The shipped small model (the session's weights) as a fresh LLM capped at TOKENS new tokens."""
+    from llamaindex_hybrid.local import LocalLLM
+
+    return LocalLLM(chat_engine=small_llamaindex_llm.chat_engine, max_new_tokens=TOKENS)
+
+
+@pytest.fixture
+def large(openai_server, large_model_name):
+    return server_client(openai_server, large_model_name)
+
+
+@pytest.fixture
+def hybrid(small, large, default_router):
+    return HybridLLM(small, large, router=default_router)
 
 
 @pytest.fixture
@@ -68,7 +84,7 @@ def dead_endpoint(large_model_name):
     from llama_index.llms.openai_like import OpenAILike
 
     return OpenAILike(model=large_model_name, api_base=f"http://127.0.0.1:{free_port()}/v1", api_key="x",
-                      is_chat_model=True, max_retries=0, timeout=5, max_tokens=16)
+                      is_chat_model=True, max_retries=0, timeout=5, max_tokens=TOKENS)
 
 
 @pytest.mark.parametrize("entry,target", ENTRY_TARGETS)
@@ -94,28 +110,22 @@ def test_the_router_splits_real_prompts_at_the_threshold(hybrid, default_router)
 
 
 @pytest.mark.parametrize("entry", ["chat", "astream_chat"])
-def test_a_dead_large_endpoint_falls_back_to_the_small_model(small_llamaindex_llm, dead_endpoint, default_router,
-                                                              entry):
-    llm = HybridLLM(small_llamaindex_llm, dead_endpoint, router=default_router)
+def test_a_dead_large_endpoint_falls_back_to_the_small_model(small, dead_endpoint, default_router, entry):
+    llm = HybridLLM(small, dead_endpoint, router=default_router)
     responses = call(llm, entry, EASY, hybrid_route="large")
     meta = responses[-1].additional_kwargs["hybrid_router"]
     assert (meta["route"], meta["answered_by"], meta["fallback"]) == ("large", "small", True)
     assert "large model failed" in meta["fallback_reason"] and text_of(responses[-1]).strip()
 
 
-def test_token_counts_and_costs_match_the_reported_usage(small_llamaindex_llm, large_llamaindex_llm, default_router):
+def test_token_counts_and_costs_match_the_reported_usage(small, large, default_router):
     counter = TokenCountingHandler()
-    llm = HybridLLM(small_llamaindex_llm, large_llamaindex_llm, router=default_router,
-                    callback_manager=CallbackManager([counter]))
-    small_name, large_name = small_llamaindex_llm.metadata.model_name, large_llamaindex_llm.metadata.model_name
+    llm = HybridLLM(small, large, router=default_router, callback_manager=CallbackManager([counter]))
+    small_name, large_name = small.metadata.model_name, large.metadata.model_name
     prices = {small_name: (0.1, 0.2), large_name: (5.0, 15.0)}
-    try:
-        with track_costs(prices) as costs:
-            answers = [llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="small"),
-                       llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="large")]
-    finally:
-        for child in (small_llamaindex_llm, large_llamaindex_llm):  # session fixtures: leave them as found
-            child.callback_manager = CallbackManager([])
+    with track_costs(prices) as costs:
+        answers = [llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="small"),
+                   llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="large")]
     assert len(counter.llm_token_counts) == 2  # one event per call, none from the wrapper
     small_usage = answers[0].raw["usage"]
     assert counter.llm_token_counts[0].prompt_token_count == small_usage["prompt_tokens"]
