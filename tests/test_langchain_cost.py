@@ -131,3 +131,19 @@ def test_record_routes_sees_calls_hidden_by_an_output_parser(model):
         chain.batch([{"q": "a"}, {"q": "b"}], config={"metadata": {"hybrid_route": "small"}})
     assert [r["answered_by"] for r in routes[:2]] == ["large", "small"]
     assert len(routes) == 4 and all(r["threshold_source"] == "metadata:route" for r in routes)
+
+
+def test_a_child_that_cannot_stream_still_streams_one_labelled_chunk(default_router):
+    model = HybridChatModel(small=ScriptedChatModel(model_name="fake-small", disable_streaming=True),
+                            large=ScriptedChatModel(model_name="fake-large"), router=default_router)
+    with get_usage_metadata_callback() as usage:
+        chunks = list(model.stream("hello there", hybrid_route="small"))
+        achunks = asyncio.run(_collect(model.astream("hello there", hybrid_route="small")))
+    for got in (chunks, achunks):
+        assert len(got) == 1 and got[0].chunk_position == "last"
+        assert got[0].response_metadata["model_name"] == "fake-small" and "fake-small" in got[0].text
+    assert usage.usage_metadata["fake-small"]["output_tokens"] == 2 * chunks[0].usage_metadata["output_tokens"]
+
+
+async def _collect(chunks):
+    return [c async for c in chunks]

@@ -141,3 +141,11 @@ def test_agent_streams_async_with_context_threshold_and_structured_response(mode
     ai = [m for m in final["messages"] if isinstance(m, AIMessage)]
     assert ai and all(m.response_metadata["model_name"] == "fake-large" for m in ai)
     assert all(m.response_metadata["hybrid_router"]["threshold_source"] == "context:route" for m in ai)
+
+
+def test_bound_tools_still_read_configurable_options(model):
+    bound = model.bind_tools([add])
+    message = bound.invoke("add 1 and 2", config={"configurable": {"hybrid_route": "large"}})
+    assert message.response_metadata["model_name"] == "fake-large"
+    assert message.response_metadata["hybrid_router"]["threshold_source"] == "configurable:route"
+    assert "input_schema" in model.large.calls[-1]["kwargs"]["tools"][0]
