@@ -71,17 +71,17 @@ def hybrid(spies, default_router):
     return HybridLLM(*spies, router=default_router)
 
 
-def run_tools(llm, entry: str, **kwargs: Any) -> ChatResponse:
+def run_tools(llm, entry: str, user_msg: Any = "Add and multiply, please.", **kwargs: Any) -> ChatResponse:
     """One tool call on ``entry``; the (last) response."""
     if entry.startswith("a"):
         async def go():
-            result = await getattr(llm, entry)(TOOLS, user_msg="Add and multiply, please.", **kwargs)
+            result = await getattr(llm, entry)(TOOLS, user_msg=user_msg, **kwargs)
             if entry.startswith("astream"):
                 return [chunk async for chunk in result][-1]
             return result
 
         return asyncio.run(go())
-    result = getattr(llm, entry)(TOOLS, user_msg="Add and multiply, please.", **kwargs)
+    result = getattr(llm, entry)(TOOLS, user_msg=user_msg, **kwargs)
     return list(result)[-1] if entry.startswith("stream") else result
 
 
@@ -211,3 +211,27 @@ def test_react_agent_runs_on_hybrid_llm(default_router, streaming):
     assert "1+2 is 3" in str(output.response.content)
     assert len(routes) == 2 and routes[1]["threshold_source"].startswith("pinned:")
     assert routes[0]["answered_by"] == routes[1]["answered_by"]
+
+
+@pytest.mark.parametrize("entry", TOOL_ENTRY_POINTS)
+def test_a_tool_call_without_any_message_is_rejected_before_any_call(hybrid, spies, entry):
+    with pytest.raises(ValueError, match="empty"):
+        run_tools(hybrid, entry, user_msg=None, chat_history=[])
+    assert spies[0].log == spies[1].log == []
+
+
+def test_route_pins_keep_the_first_answer_and_forget_the_oldest_runs():
+    from hybrid_router import Answered, RouteDecision
+    from hybrid_router.pinning import RoutePins
+
+    pins = RoutePins(max_runs=2)
+    decision = RouteDecision("small", 0.8, 0.5, "context:quality_threshold", 0.5)
+    fell_back = pins.pin("run-1", Answered(decision, "large", "small model failed"))
+    assert (fell_back.target, fell_back.score, fell_back.threshold_source) == ("large", 0.8, "pinned:context:quality_threshold")
+    assert pins.pin("run-1", Answered(decision, "small")) is fell_back and pins.get("run-1") is fell_back
+    pins.pin("run-2", Answered(decision, "small"))
+    pins.pin("run-3", Answered(decision, "small"))
+    assert pins.get("run-1") is None and len(pins) == 2
+    assert pins.pin(None, Answered(decision, "small")) is None and pins.get(None) is None
+    with pytest.raises(ValueError):
+        RoutePins(max_runs=0)
