@@ -60,7 +60,14 @@ def _smaller(a: int, b: int) -> int:
     return min(known) if known else min(a, b)
 
 
-def _tool_messages(user_msg: Optional[Union[str, ChatMessage]], chat_history: Optional[List[ChatMessage]]) -> List[ChatMessage]:
+def _tool_args(user_msg: Any, chat_history: Any, verbose: bool, parallel: bool, required: bool) -> Dict[str, Any]:
+    """The ``*_with_tools`` arguments, forwarded as they are to the chosen child."""
+    return {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
+            "allow_parallel_tool_calls": parallel, "tool_required": required}
+
+
+def _tool_messages(user_msg: Optional[Union[str, ChatMessage]], chat_history: Optional[List[ChatMessage]]
+                   ) -> List[ChatMessage]:
     """The conversation a tool call answers (what the router scores)."""
     messages = list(chat_history or [])
     if isinstance(user_msg, str):
@@ -87,7 +94,8 @@ class HybridLLM(FunctionCallingLLM):
     ``hybrid_route=``), then an enclosing ``hybrid_router.routing(...)`` block (the way to set it for query
     engines and agents, which call the LLM without kwargs), then this model's own default fields, then the
     router's default threshold. Each response carries ``additional_kwargs["hybrid_router"]`` (route, score,
-    threshold, source, fallback...), streamed chunks included.
+    threshold, source, fallback...), streamed chunks included; engines and agents keep only the answer text, so
+    ``hybrid_router.records.record_routes()`` collects the same records for every call made inside it.
 
     Inside one workflow run (every agent run is one), the first call's answering model is pinned and later
     calls of the run reuse it, so tool-call messages never cross providers; a call kwarg still overrides, and
@@ -159,7 +167,8 @@ class HybridLLM(FunctionCallingLLM):
         """Validate the input and options, and decide (raises ValueError before any model call)."""
         given = RoutingOptions.from_mapping(kwargs)
         child_kwargs = {k: v for k, v in kwargs.items() if k not in OPTION_ALIASES}
-        options, source = resolve_options([("kwarg", given), ("context", current_routing()), ("default", self._defaults)])
+        layers = [("kwarg", given), ("context", current_routing()), ("default", self._defaults)]
+        options, source = resolve_options(layers)
         run = get_current_run_id() if self.pin_runs and not given.is_set else None
         pinned = self._pins.get(run)
         if pinned is not None:
@@ -229,7 +238,8 @@ class HybridLLM(FunctionCallingLLM):
         """Async :meth:`chat`."""
         messages = list(messages)
         plan = await self._aplan(messages, kwargs)
-        response, answered = await self._runner.arun(plan.decision, lambda t: self._child(t).achat(messages, **plan.kwargs))
+        call = lambda t: self._child(t).achat(messages, **plan.kwargs)  # noqa: E731
+        response, answered = await self._runner.arun(plan.decision, call)
         return self._finish(plan, answered, response, messages=messages)
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -267,21 +277,22 @@ class HybridLLM(FunctionCallingLLM):
         start = lambda t: self._child(t).stream_complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
         return self._tag_stream(plan, self._runner.stream(plan.decision, start), prompt=prompt)
 
-    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         plan = await self._aplan(prompt, kwargs)
         start = self._astart(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs))
         return self._atag_stream(plan, self._runner.astream(plan.decision, start), prompt=prompt)
 
     # ------------------------------------------------------------------ tools
-    def _require_tools(self) -> None:
-        missing = [n for n, c in (("small", self.small), ("large", self.large)) if not c.metadata.is_function_calling_model]
+    def _tool_plan(self, args: Dict[str, Any], kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
+        """Check both children call tools, then plan on the conversation the tool call answers."""
+        children = (("small", self.small), ("large", self.large))
+        missing = [name for name, child in children if not child.metadata.is_function_calling_model]
         if missing:
             raise ValueError(f"tool calling needs two function-calling models; not one: {', '.join(missing)}")
-
-    def _tool_plan(self, user_msg: Any, chat_history: Any, kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
-        self._require_tools()
-        messages = _tool_messages(user_msg, chat_history)
+        messages = _tool_messages(args["user_msg"], args["chat_history"])
         return self._plan(messages, kwargs), messages
 
     def chat_with_tools(
@@ -295,13 +306,9 @@ class HybridLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponse:
         """Pick the child first, then let it format the tools, call itself and validate the answer."""
-        plan, messages = self._tool_plan(user_msg, chat_history, kwargs)
-        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
-
-        def call(target: str) -> ChatResponse:
-            child = self._child(target)
-            return child.chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
-
+        args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
+        plan, messages = self._tool_plan(args, kwargs)
+        call = lambda t: self._child(t).chat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
         response, answered = self._runner.run(plan.decision, call)
         return self._finish(plan, answered, response, messages=messages)
 
@@ -316,15 +323,9 @@ class HybridLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponse:
         """Async :meth:`chat_with_tools`."""
-        self._require_tools()
-        messages = _tool_messages(user_msg, chat_history)
-        plan = await self._aplan(messages, kwargs)
-        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
-
-        def call(target: str) -> Any:
-            child = self._child(target)
-            return child.achat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
-
+        args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
+        plan, messages = await asyncio.to_thread(self._tool_plan, args, kwargs)
+        call = lambda t: self._child(t).achat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
         response, answered = await self._runner.arun(plan.decision, call)
         return self._finish(plan, answered, response, messages=messages)
 
@@ -339,13 +340,9 @@ class HybridLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponseGen:
         """Streaming :meth:`chat_with_tools`; every chunk carries the routing metadata."""
-        plan, messages = self._tool_plan(user_msg, chat_history, kwargs)
-        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
-
-        def start(target: str) -> ChatResponseGen:
-            child = self._child(target)
-            return child.stream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
-
+        args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
+        plan, messages = self._tool_plan(args, kwargs)
+        start = lambda t: self._child(t).stream_chat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
         return self._tag_stream(plan, self._runner.stream(plan.decision, start), messages=messages)
 
     async def astream_chat_with_tools(
@@ -359,13 +356,9 @@ class HybridLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat_with_tools` (what ``FunctionAgent`` calls)."""
-        self._require_tools()
-        messages = _tool_messages(user_msg, chat_history)
-        plan = await self._aplan(messages, kwargs)
-        tool_kwargs = dict(verbose=verbose, allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required)
-        start = self._astart(
-            lambda child: child.astream_chat_with_tools(tools, user_msg, chat_history, **tool_kwargs, **plan.kwargs)
-        )
+        args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
+        plan, messages = await asyncio.to_thread(self._tool_plan, args, kwargs)
+        start = self._astart(lambda child: child.astream_chat_with_tools(tools, **args, **plan.kwargs))
         return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
 
     def _prepare_chat_with_tools(
@@ -384,17 +377,10 @@ class HybridLLM(FunctionCallingLLM):
         and keep the router's score in the metadata (here the route is fixed, ``threshold_source`` is
         ``"kwarg:route"``).
         """
-        plan, _ = self._tool_plan(user_msg, chat_history, kwargs)
+        args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
+        plan, _ = self._tool_plan(args, kwargs)
         target = plan.decision.target
-        prepared = self._child(target)._prepare_chat_with_tools_compat(
-            tools,
-            user_msg=user_msg,
-            chat_history=chat_history,
-            verbose=verbose,
-            allow_parallel_tool_calls=allow_parallel_tool_calls,
-            tool_required=tool_required,
-            **plan.kwargs,
-        )
+        prepared = self._child(target)._prepare_chat_with_tools_compat(tools, **args, **plan.kwargs)
         return {**prepared, "hybrid_route": target}
 
     def get_tool_calls_from_response(
