@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
 from llama_index.core.base.llms.types import ChatMessage, CompletionResponse
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.tools import FunctionTool
@@ -174,3 +174,18 @@ def test_function_agent_on_real_models(tool_capable_hybrid):
         pytest.skip("the stand-in model (SmolLM2-135M) has no tool-calling chat template: it answered in text "
                     f"({str(output.response.content)[:60]!r}); the agent ran end to end without a tool call")
     assert any(c.tool_name in {"add", "multiply"} for c in output.tool_calls)
+
+
+def test_react_agent_on_real_models(hybrid):
+    """ReActAgent's text protocol works with any model; a run is routed once (here the router decides)."""
+    agent = ReActAgent(tools=[FunctionTool.from_defaults(add)], llm=hybrid)
+
+    async def go():
+        with routing(quality_threshold=0.0), record_routes() as routes:
+            output = await agent.run(user_msg="What is 2 + 3?", max_iterations=2)
+        return output, routes
+
+    output, routes = asyncio.run(go())
+    assert str(output.response.content).strip()
+    assert routes and routes[0]["answered_by"] == "small" and routes[0]["threshold_source"] == "context:quality_threshold"
+    assert all(r["threshold_source"] == "pinned:context:quality_threshold" for r in routes[1:])
