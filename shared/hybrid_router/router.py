@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from .calibration import Calibration
 from .conversation import router_text
-from .encoder import DEFAULT_ENCODER, Encoder
+from .encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_ENCODER, Encoder
 from .head import RouterHead, load_head
 from .options import RoutingOptions, current_routing, resolve_options, validate_fraction
 
@@ -70,10 +70,14 @@ class HybridRouter:
         relaxation: float = 0.0,
         default_threshold: float = DEFAULT_THRESHOLD,
         info: dict[str, Any] | None = None,
+        encoder_backend: str = DEFAULT_BACKEND,
     ):
         self.head = head
         self._encoder = encoder if isinstance(encoder, Encoder) else None
         self.encoder_name = encoder.name if isinstance(encoder, Encoder) else encoder
+        self.encoder_backend = encoder.backend if isinstance(encoder, Encoder) else encoder_backend
+        if self.encoder_backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {self.encoder_backend!r}; choose one of {', '.join(BACKENDS)}")
         self.calibration = calibration
         self.label_mode = label_mode
         self.relaxation = float(relaxation)
@@ -88,7 +92,7 @@ class HybridRouter:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    self._encoder = Encoder(self.encoder_name)
+                    self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend)
         return self._encoder
 
     def score_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -159,6 +163,7 @@ class HybridRouter:
         config = {
             "format_version": FORMAT_VERSION,
             "encoder": self.encoder_name,
+            "encoder_backend": self.encoder_backend,
             "label_mode": self.label_mode,
             "relaxation": self.relaxation,
             "default_threshold": self.default_threshold,
@@ -172,8 +177,11 @@ class HybridRouter:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, *, encoder: Encoder | None = None) -> "HybridRouter":
-        """Load a router saved by :meth:`save`; a clear :class:`RouterFileError` if it is missing or corrupt."""
+    def load(cls, directory: str | Path, *, encoder: Encoder | None = None, backend: str | None = None) -> "HybridRouter":
+        """Load a router saved by :meth:`save`; a clear :class:`RouterFileError` if it is missing or corrupt.
+
+        ``backend`` ("torch", "onnx", "int8") overrides the encoder backend stored in the folder.
+        """
         directory = Path(directory)
         config_path, head_path = directory / CONFIG_FILE, directory / HEAD_FILE
         for path in (config_path, head_path):
@@ -202,14 +210,15 @@ class HybridRouter:
                 relaxation=config.get("relaxation", 0.0),
                 default_threshold=config.get("default_threshold", DEFAULT_THRESHOLD),
                 info=config.get("info"),
+                encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterFileError(f"corrupt router folder {directory}: {exc!r}") from exc
 
     @classmethod
-    def default(cls) -> "HybridRouter":
+    def default(cls, *, backend: str | None = None) -> "HybridRouter":
         """The router shipped with the package (trained on the shipped RouteLLM data; loads offline)."""
-        return cls.load(Path(str(resources.files("hybrid_router").joinpath("default_router"))))
+        return cls.load(Path(str(resources.files("hybrid_router").joinpath("default_router"))), backend=backend)
 
     def __repr__(self) -> str:
         return f"HybridRouter(encoder={self.encoder_name!r}, head={self.head.kind!r}, labels={self.label_mode!r})"
