@@ -15,11 +15,13 @@ decision down as a private call kwarg. ``_generate``/``_stream`` then run the ch
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
 from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
 from hybrid_router.options import ROUTES
+from hybrid_router.routing_log import RoutingLog
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
@@ -33,6 +35,7 @@ from pydantic import ConfigDict, Field, model_validator
 from . import children
 from .call_options import pop_routing, resolve_call_options, resolve_from_config
 from .labels import label_chunk, label_result
+from .traffic import add_chunks, log_answer
 
 #: Private call kwargs: the decision made at the entry point, and each child's tool binding.
 DECISION_KEY = "_hybrid_decision"
@@ -83,8 +86,10 @@ class HybridChatModel(BaseChatModel):
     """Default stop sequences (a call's ``stop`` replaces them)."""
     streaming: bool = False
     """Stream from the chosen model even on ``invoke`` (callbacks then get tokens)."""
+    routing_log: RoutingLog | None = Field(default=None, exclude=True)
+    """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     @model_validator(mode="after")
     def _check_options(self) -> "HybridChatModel":
@@ -203,58 +208,86 @@ class HybridChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
+        started = time.perf_counter()
         result, answered = self._runner().run(
             decision,
             lambda target: children.generate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
         )
-        return label_result(result, answered)
+        return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
     async def _agenerate(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
+        started = time.perf_counter()
         result, answered = await self._runner().arun(
             decision,
             lambda target: children.agenerate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
         )
-        return label_result(result, answered)
+        return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
     def _stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
+        started = time.perf_counter()
         pairs = self._runner().stream(
             decision,
             lambda target: children.stream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
         )
+        chunks: list[BaseMessage] = []
         for index, (chunk, answered) in enumerate(pairs):
-            yield label_chunk(chunk, answered if index == 0 else None)
+            labelled = label_chunk(chunk, answered if index == 0 else None)
+            if self.routing_log is not None:
+                chunks.append(labelled.message)
+            yield labelled
+        if chunks:
+            self._log(messages, add_chunks(chunks), answered, started, stop, rest)
 
     async def _astream(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
+        started = time.perf_counter()
         pairs = self._runner().astream(
             decision,
             lambda target: children.astream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
         )
+        chunks: list[BaseMessage] = []
         index = 0
         async for chunk, answered in pairs:
-            yield label_chunk(chunk, answered if index == 0 else None)
+            labelled = label_chunk(chunk, answered if index == 0 else None)
             index += 1
+            if self.routing_log is not None:
+                chunks.append(labelled.message)
+            yield labelled
+        if chunks:
+            self._log(messages, add_chunks(chunks), answered, started, stop, rest)
 
     # ------------------------------------------------------------------ helpers
+    def _log(self, messages: list[BaseMessage], answer: BaseMessage, answered: Any, started: float,
+             stop: list[str] | None, rest: dict[str, Any]) -> None:
+        """Append the call to :attr:`routing_log` (no-op without one)."""
+        if self.routing_log is not None:
+            log_answer(self.routing_log, messages, answer, answered, started,
+                       lambda target: (self._child(target), {"stop": self._stop(stop), **self._child_kwargs(target, rest)}))
+
+    def _logged(self, result: ChatResult, messages: list[BaseMessage], answered: Any, started: float,
+                stop: list[str] | None, rest: dict[str, Any]) -> ChatResult:
+        self._log(messages, result.generations[0].message, answered, started, stop, rest)
+        return result
+
     def _routing_defaults(self) -> dict[str, Any]:
         return {
             "quality_threshold": self.quality_threshold,
