@@ -127,6 +127,7 @@ def test_small_chat_model_stop_sequences_cut_invoke_and_stream(small_chat_model)
     assert "".join(c.content for c in chunks) == expected
 
 
+@pytest.mark.real_model
 def test_tools_reach_a_tool_capable_chat_template(small_hf_model):
     """Tool schemas are rendered by templates that know tools (no generation needed to check the plumbing)."""
     import copy
@@ -153,6 +154,7 @@ def test_tools_reach_a_tool_capable_chat_template(small_hf_model):
     assert "get_weather" not in tokenizer.decode(plain[0])  # SmolLM2's template has no tools section
 
 
+@pytest.mark.real_model
 def test_llamaindex_tool_calls_are_parsed_from_the_response(small_llamaindex_llm):
     from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    logger.warning("hybrid-llm: converting %s to safetensors (one time, ~20 s) into %s", gguf_path.name, target)
+    logger.warning("hybrid-llm: converting %s to safetensors (one time; up to a minute or two on a small CPU) into %s", gguf_path.name, target)
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
@@ -75,16 +76,16 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
     model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + f".partial-{os.getpid()}")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if _is_complete(target):  # another process finished first
-        import shutil
-
-        shutil.rmtree(partial, ignore_errors=True)
-    else:
+    try:
         os.replace(partial, target)
+    except OSError:  # another process finished first
+        if not _is_complete(target):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
     logger.warning("hybrid-llm: converted in %.1f s; later loads read %s", time.perf_counter() - started, target)
     return target
 
