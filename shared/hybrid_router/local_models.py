@@ -66,7 +66,8 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    logger.warning("hybrid-llm: converting %s to safetensors (one time; up to a minute or two on a small CPU) into %s", gguf_path.name, target)
+    logger.warning("hybrid-llm: converting %s to safetensors (one time; up to a minute or two on a small CPU) "
+                   "into %s", gguf_path.name, target)
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
