@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
 
 from llama_index.core.base.llms.types import (
@@ -35,8 +36,10 @@ from hybrid_router.conversation import router_text
 from hybrid_router.options import OPTION_ALIASES, resolve_options
 from hybrid_router.pinning import RoutePins
 from hybrid_router.records import add_route_record
+from hybrid_router.routing_log import RoutingLog
 
 from .events import emit_route_event
+from .traffic import log_answer
 
 try:  # the workflow runtime sets a run id inside every workflow (and agent) run
     from workflows.plugins.basic import get_current_run_id
@@ -84,6 +87,7 @@ class _Plan:
     decision: RouteDecision
     kwargs: Dict[str, Any]
     run: Optional[str]
+    started: float = field(default_factory=time.perf_counter)
 
 
 class HybridLLM(FunctionCallingLLM):
@@ -113,6 +117,9 @@ class HybridLLM(FunctionCallingLLM):
     timeout: Optional[float] = Field(default=None, description="Seconds to first output before falling back.")
     fallback: bool = Field(default=True, description="Let the other model answer when the chosen one fails.")
     pin_runs: bool = Field(default=True, description="Keep one model for all calls of one workflow/agent run.")
+    routing_log: Optional[RoutingLog] = Field(
+        default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
+    )
 
     _defaults: RoutingOptions = PrivateAttr()
     _runner: FallbackRunner = PrivateAttr()
@@ -189,8 +196,14 @@ class HybridLLM(FunctionCallingLLM):
 
     def _finish(self, plan: _Plan, answered: Answered, response: R, **event_input: Any) -> R:
         response.additional_kwargs[METADATA_KEY] = self._answered(plan, answered)
-        emit_route_event(answered, response, **event_input)
+        self._report(plan, answered, response, **event_input)
         return response
+
+    def _report(self, plan: _Plan, answered: Answered, response: Any, **event_input: Any) -> None:
+        """Emit the routing event and append the call to :attr:`routing_log` (if any)."""
+        emit_route_event(answered, response, **event_input)
+        if self.routing_log is not None:
+            log_answer(self.routing_log, answered, response, plan.started, self._child, **event_input)
 
     def _tag_stream(self, plan: _Plan, chunks: Iterator[tuple[R, Answered]], **event_input: Any) -> Iterator[R]:
         answered, last, metadata = None, None, None
@@ -201,7 +214,7 @@ class HybridLLM(FunctionCallingLLM):
                 yield last
         finally:
             if answered is not None:
-                emit_route_event(answered, last, **event_input)
+                self._report(plan, answered, last, **event_input)
 
     async def _atag_stream(
         self, plan: _Plan, chunks: AsyncIterator[tuple[R, Answered]], **event_input: Any
@@ -214,7 +227,7 @@ class HybridLLM(FunctionCallingLLM):
                 yield last
         finally:
             if answered is not None:
-                emit_route_event(answered, last, **event_input)
+                self._report(plan, answered, last, **event_input)
 
     def _astart(self, open_stream: Callable[[LLM], Any]) -> Callable[[str], AsyncIterator[Any]]:
         """Turn ``await child.astream_*(...)`` into the async-iterator factory ``FallbackRunner.astream`` takes."""
