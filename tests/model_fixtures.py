@@ -91,4 +91,4 @@ def large_llamaindex_llm(openai_server, large_model_name):
 
     return OpenAILike(model=large_model_name, api_base=openai_server, api_key=API_KEY, max_tokens=MAX_TOKENS,
                       temperature=0, is_chat_model=True, is_function_calling_model=False, context_window=8192,
-                      max_retries=0, timeout=120)
+                      max_retries=0, timeout=120, reuse_client=False)
