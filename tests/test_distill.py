@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from hybrid_router.cli import main
 from hybrid_router.distill import INFO_FILE, IGNORE_INDEX, DistillConfig, distill, tokenize_conversation
 from hybrid_router.exports import read_sft_jsonl
 from hybrid_router.local_models import load_small_model
@@ -48,43 +49,53 @@ def _changed(a, b) -> float:
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_five_step_distillation_changes_weights_and_reloads(tmp_path, small_hf_model, lora):
+@pytest.mark.parametrize("lora", [False, True], ids=["full-api", "lora-cli"])
+def test_five_step_distillation_changes_weights_and_reloads(tmp_path, small_hf_model, capsys, lora):
     base, _ = small_hf_model
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps({"messages": m}) + "\n" for m in EXAMPLES))
-    steps = []
-    result = distill(read_sft_jsonl(data), tmp_path / "out",
-                     config=DistillConfig(steps=5, batch_size=1, max_length=48, lora=lora, lr=1e-3 if lora else 1e-4),
-                     on_step=lambda step, loss: steps.append((step, loss)))
-    assert [s for s, _ in steps] == [1, 2, 3, 4, 5] and all(loss > 0 for _, loss in steps)
-    assert result.n_examples == 3 and result.device == "cpu"
-    files = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer_config.json", INFO_FILE} <= files
+    out = tmp_path / "out"
+    if lora:
+        assert main(["distill", str(data), "--out", str(out), "--steps", "5", "--batch-size", "1", "--max-length",
+                     "48", "--lora"]) == 0
+        assert "step 5/5 loss" in capsys.readouterr().out
+    else:
+        steps = []
+        result = distill(read_sft_jsonl(data), out, config=DistillConfig(steps=5, batch_size=1, max_length=48, lr=1e-4),
+                         on_step=lambda step, loss: steps.append((step, loss)))
+        assert [s for s, _ in steps] == [1, 2, 3, 4, 5] and all(loss > 0 for _, loss in steps)
+        assert result.n_examples == 3 and result.device == "cpu"
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["config"]["lora"] is lora and len(info["losses"]) == 5
+    files = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= files
     assert not any(name.startswith("adapter") for name in files)  # LoRA is merged: an ordinary model folder
-    tuned, tokenizer = load_small_model(str(tmp_path / "out"), cache=False)
+    tuned, tokenizer = load_small_model(str(out), cache=False)
     assert _changed(tuned, base) > 0
     if lora:
-        assert result.trainable_params < 0.1 * sum(p.numel() for p in base.parameters())
+        assert info["trainable_params"] < 0.1 * sum(p.numel() for p in base.parameters())
     assert "<|im_start|>" in tokenizer.apply_chat_template(EXAMPLES[0], tokenize=False)
     prompt = tokenizer.apply_chat_template(EXAMPLES[0][:1], add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
     with torch.inference_mode():
-        out = tuned.generate(**prompt, max_new_tokens=4, do_sample=False)
-    assert out.shape[1] > prompt["input_ids"].shape[1]
-    info = json.loads((tmp_path / "out" / INFO_FILE).read_text())
-    assert info["config"]["lora"] is lora and len(info["losses"]) == 5
+        generated = tuned.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
 
 
 @pytest.mark.real_model
-def test_int8_quantized_copy_is_smaller_and_generates(small_hf_model):
+def test_int8_quantized_copy_is_smaller_keeps_quality_and_generates(small_hf_model):
     from hybrid_router.local_chat import LocalChat
-    from hybrid_router.quantize import quantize_model, state_size_mb
+    from hybrid_router.quantize import Int8WeightOnlyLinear, quantize_model, state_size_mb
 
     model, tokenizer = small_hf_model
     quantized = quantize_model(model)
     assert type(model.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # the original is untouched
+    assert isinstance(quantized.model.layers[0].mlp.down_proj, Int8WeightOnlyLinear)
     assert state_size_mb(quantized) < 0.6 * state_size_mb(model)
+    ids = tokenizer("Janet's ducks lay 16 eggs per day. She eats three for breakfast.", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        losses = [float(m(input_ids=ids, labels=ids).loss) for m in (model, quantized)]
+    assert abs(losses[1] - losses[0]) < 0.05 * losses[0]  # weight-only int8 keeps the model's perplexity
     out = LocalChat(quantized, tokenizer, max_new_tokens=6).generate([{"role": "user", "content": "Say hello"}])
     assert out.output_tokens > 0 and out.text.strip()
     with pytest.raises(ValueError, match="unknown quantization"):

@@ -27,7 +27,7 @@ INFO_FILE = "hybrid_llm_distill.json"
 
 @dataclass
 class DistillConfig:
-    """Training settings; ``lr=None`` picks 3e-4 with LoRA and 3e-5 for full fine-tuning."""
+    """Training settings; ``lr=None`` picks 1e-3 with LoRA and 3e-5 for full fine-tuning (the settings of ``benchmarks/distill.py``)."""
 
     steps: int = 100
     batch_size: int = 4
@@ -43,7 +43,7 @@ class DistillConfig:
     @property
     def learning_rate(self) -> float:
         """The learning rate in use."""
-        return self.lr if self.lr is not None else (3e-4 if self.lora else 3e-5)
+        return self.lr if self.lr is not None else (1e-3 if self.lora else 3e-5)
 
 
 @dataclass

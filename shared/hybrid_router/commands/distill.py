@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for the fine-tuned model")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps (default: 100)")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 3e-4 with --lora, else 3e-5)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 with --lora, else 3e-5)")
     p.add_argument("--max-length", type=int, default=384, help="max tokens per example")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the weights when saving)")
     p.add_argument("--lora-r", type=int, default=16)
