@@ -126,9 +126,9 @@ def load_small_model(name: str = DEFAULT_SMALL_MODEL, *, dtype: Any = None, cach
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     logger.info("hybrid-llm: loaded %s from %s in %.2f s", name, path, time.perf_counter() - started)
-    if cache:
-        _LOADED[key] = (model, tokenizer)
-    return _LOADED.get(key, (model, tokenizer))
+    if not cache:
+        return model, tokenizer
+    return _LOADED.setdefault(key, (model, tokenizer))
 
 
 def model_display_name(name: str = DEFAULT_SMALL_MODEL) -> str:
