@@ -15,7 +15,6 @@ from hybrid_router.recipes import (
     DEFAULT_RECIPE,
     FALLBACK,
     RECIPES,
-    fit_auto,
     fit_knn,
     fit_linear,
     ranking_quality,
@@ -175,7 +174,8 @@ def test_query_features_follow_the_text():
 
 def test_ranking_quality_prefers_the_right_order():
     labels = np.array([1.0, 1.0, 0.0, 0.0])
-    assert ranking_quality(np.array([0.9, 0.8, 0.1, 0.2]), labels) > ranking_quality(np.array([0.1, 0.2, 0.9, 0.8]), labels)
+    good, bad = np.array([0.9, 0.8, 0.1, 0.2]), np.array([0.1, 0.2, 0.9, 0.8])
+    assert ranking_quality(good, labels) > ranking_quality(bad, labels)
     assert ranking_quality(np.zeros(3), np.ones(3)) == 0.5
 
 
@@ -189,7 +189,8 @@ def test_logistic_fitter_still_returns_a_logistic_head():
 def test_train_router_with_the_default_recipe_on_real_embeddings(tmp_path):
     queries = EASY * 3 + HARD * 8
     small = [1.0 if q in EASY else 0.0 for q in queries]
-    data = RoutingData(query_ids=[f"q{i}" for i in range(len(queries))], queries=[f"{q} (#{i})" for i, q in enumerate(queries)],
+    data = RoutingData(query_ids=[f"q{i}" for i in range(len(queries))],
+                       queries=[f"{q} (#{i})" for i, q in enumerate(queries)],
                        small_scores=[np.array([s]) for s in small], large_scores=[np.array([1.0]) for _ in queries])
     result = train_router(data, recipe=DEFAULT_RECIPE, val_fraction=0.25)
     router = result.router
@@ -199,3 +200,19 @@ def test_train_router_with_the_default_recipe_on_real_embeddings(tmp_path):
     assert easy > 0.5 > hard
     reloaded = HybridRouter.load(router.save(tmp_path / "r"))
     assert reloaded.score(HARD[1]) == pytest.approx(hard, abs=1e-6)
+
+
+@pytest.mark.real_model
+def test_shipped_default_router_loads_offline_and_ranks_a_hard_query_below_a_trivial_one(default_router):
+    from importlib import resources
+    from pathlib import Path
+
+    folder = Path(str(resources.files("hybrid_router").joinpath("default_router")))
+    assert sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) < 10e6
+    info = default_router.info
+    assert info["recipe"] == "auto" and info["refit_on_all"] and default_router.calibration is not None
+    assert {"gsm8k", "mmlu", "mtbench"} <= set(info["validation_apgr"])
+    hard = ("Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
+            "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then "
+            "derive a closed form and show that the ratio of consecutive terms converges; justify every step.")
+    assert default_router.score(hard) < default_router.score("What is the capital of France?") - 0.05

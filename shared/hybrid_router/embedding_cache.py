@@ -48,7 +48,8 @@ class CachedEncoder(Encoder):
 
     def _ensure_model(self) -> None:
         if not self._loaded:
-            Encoder.__init__(self, self.name, max_length=self.max_length, device=self._device_name, backend=self.backend)
+            Encoder.__init__(self, self.name, max_length=self.max_length, device=self._device_name,
+                             backend=self.backend)
             self._loaded = True
 
     @property

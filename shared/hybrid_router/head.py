@@ -88,22 +88,30 @@ def logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
+#: Standardised query features are clipped to [-FEATURE_CLIP, FEATURE_CLIP] standard deviations.
+FEATURE_CLIP = 5.0
+
+
 @register_head
 class LinearHead(RouterHead):
     """Logistic regression on the embedding and/or the standardised hand-made query features.
 
-    ``sigmoid(emb @ emb_weight + ((features - mean) / std) @ feature_weight + bias)``; either block may be unused.
+    ``sigmoid(emb @ emb_weight + z @ feature_weight + bias)`` with ``z = clip((features - mean) / std, -clip,
+    clip)``: clipping keeps a query far outside the training data (a one-word greeting, a 2,000-word document)
+    from getting an extreme score from one feature. Either block may be unused.
     """
 
     kind = "linear"
 
     def __init__(self, emb_weight: np.ndarray | None, feature_weight: np.ndarray | None, bias: float,
-                 feature_mean: np.ndarray | None = None, feature_std: np.ndarray | None = None):
+                 feature_mean: np.ndarray | None = None, feature_std: np.ndarray | None = None, *,
+                 clip: float = FEATURE_CLIP):
         if emb_weight is None and feature_weight is None:
             raise ValueError("a linear head needs embedding weights, feature weights or both")
         self.emb_weight = None if emb_weight is None else np.asarray(emb_weight, dtype=np.float32).reshape(-1)
         self.feature_weight = None if feature_weight is None else np.asarray(feature_weight, np.float32).reshape(-1)
         self.bias = float(bias)
+        self.clip = float(clip)
         if self.feature_weight is not None:
             n = len(self.feature_weight)
             if n != len(FEATURE_NAMES):
@@ -111,13 +119,17 @@ class LinearHead(RouterHead):
             self.feature_mean = np.asarray(feature_mean, dtype=np.float32).reshape(n)
             self.feature_std = np.asarray(feature_std, dtype=np.float32).reshape(n)
 
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """Clipped z-scores of query features, as the head sees them."""
+        return np.clip((features - self.feature_mean) / self.feature_std, -self.clip, self.clip)
+
     def logits(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """The linear score before the sigmoid."""
         out = np.full(len(texts) if self.emb_weight is None else len(embeddings), self.bias, dtype=np.float64)
         if self.emb_weight is not None:
             out += embeddings @ self.emb_weight
         if self.feature_weight is not None:
-            out += ((query_features(texts) - self.feature_mean) / self.feature_std) @ self.feature_weight
+            out += self.standardise(query_features(texts)) @ self.feature_weight
         return out
 
     def predict(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -125,7 +137,7 @@ class LinearHead(RouterHead):
 
     def config(self) -> dict:
         return {"embedding": self.emb_weight is not None, "features": self.feature_weight is not None,
-                "features_version": FEATURES_VERSION}
+                "features_version": FEATURES_VERSION, "clip": self.clip}
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {"bias": np.array([self.bias], dtype=np.float32)}
@@ -147,6 +159,7 @@ class LinearHead(RouterHead):
             float(tensors["bias"][0]),
             tensors["feature_mean"] if use_features else None,
             tensors["feature_std"] if use_features else None,
+            clip=float(config.get("clip", FEATURE_CLIP)),
         )
 
 
@@ -164,7 +177,8 @@ class KnnHead(RouterHead):
     def __init__(self, keys: np.ndarray, values: np.ndarray, *, k: int = 30, temperature: float = 0.0,
                  strength: float = 1.0, prior: float | None = None):
         self.keys = np.asarray(keys).astype(np.float16)  # stored as float16 (half the size; cosines barely move)
-        self._keys32 = self.keys.astype(np.float32)  # multiplied as float32 (numpy has no fast float16 matmul)
+        # multiplied as float32 (numpy has no fast float16 matmul), transposed once: a query is one [1, dim] row
+        self._keys_t = np.ascontiguousarray(self.keys.astype(np.float32).T)
         self.values = np.asarray(values, dtype=np.float32).reshape(-1)
         if len(self.keys) != len(self.values) or not len(self.values):
             raise ValueError("a kNN head needs as many labels as stored embeddings, and at least one")
@@ -174,7 +188,7 @@ class KnnHead(RouterHead):
         self.prior = float(self.values.mean() if prior is None else prior)
 
     def predict(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_similarities(np.asarray(embeddings, dtype=np.float32) @ self._keys32.T)
+        return self.predict_similarities(np.asarray(embeddings, dtype=np.float32) @ self._keys_t)
 
     def predict_similarities(self, sims: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
         """Scores from a precomputed similarity matrix ``[n, n_stored]`` (``exclude_self``: leave-one-out on the
@@ -236,5 +250,6 @@ class BlendHead(RouterHead):
         parts = []
         for i, part_config in enumerate(config["parts"]):
             prefix = f"{i}."
-            parts.append(load_head(part_config, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}))
+            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            parts.append(load_head(part_config, own))
         return cls(parts, config["weights"], float(config.get("bias", 0.0)))

@@ -5,7 +5,8 @@
 * ``knn``: label smoothing over the 30 nearest training queries.
 * ``auto`` (the default): chooses, by 5-fold cross-validation on the training data only, among logistic
   regressions on the query features alone or on embedding + features (a few regularisation strengths), and blends
-  in a kNN head when that is clearly better out of fold (see :func:`select_head`).
+  in a kNN head when that is clearly better out of fold (see :func:`select_head`). Below 200 training queries it
+  fits the paper's embedding-only logistic regression (:data:`FALLBACK`).
 
 Labels may be soft (``prob`` / ``trans`` modes); every fitter minimises binary cross-entropy against them.
 """
@@ -20,7 +21,11 @@ import torch
 
 from .evaluation import evaluate_scores
 from .features import query_features
-from .head import BlendHead, KnnHead, LinearHead, LogisticHead, RouterHead, logit
+from .head import FEATURE_CLIP, BlendHead, KnnHead, LinearHead, LogisticHead, RouterHead, logit
+
+#: The auto recipe's kNN heads keep at most this many training queries: a query then costs one
+#: [384] x [384, 2000] product (3 MB of float32 keys), a fraction of a millisecond.
+KNN_MAX_ITEMS = 2000
 
 HeadFitter = Callable[[np.ndarray, Sequence[str], np.ndarray, int], RouterHead]
 
@@ -61,7 +66,7 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_linear(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *,
                embedding: bool = True, features: bool = True, emb_decay: float = 1e-2, feature_decay: float = 1e-2,
-               steps: int = 300, feature_matrix: np.ndarray | None = None) -> LinearHead:
+               steps: int = 300, feature_matrix: np.ndarray | None = None, clip: float = FEATURE_CLIP) -> LinearHead:
     """Logistic regression on the embedding and/or the standardised query features (separate L2 strengths).
 
     ``feature_matrix`` may pass precomputed ``query_features(texts)``.
@@ -74,11 +79,12 @@ def fit_linear(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
     if features:
         f = query_features(texts) if feature_matrix is None else feature_matrix
         mean, std = feature_stats(f)
-        blocks.append(torch.as_tensor((f - mean) / std, dtype=torch.float32))
+        z = np.clip((f - mean) / std, -clip, clip)  # as LinearHead.standardise does
+        blocks.append(torch.as_tensor(z, dtype=torch.float32))
         decays.append(feature_decay)
     weights, bias = _lbfgs(blocks, decays, torch.as_tensor(labels, dtype=torch.float32), steps)
     return LinearHead(weights[0] if embedding else None, weights[-1] if features else None, bias,
-                      mean if features else None, std if features else None)
+                      mean if features else None, std if features else None, clip=clip)
 
 
 def fit_features(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0) -> LinearHead:
@@ -87,7 +93,7 @@ def fit_features(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarra
 
 
 def fit_knn(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *, k: int = 30,
-            temperature: float = 0.0, strength: float = 1.0, max_items: int | None = None) -> KnnHead:
+            temperature: float = 0.0, strength: float = 1.0, max_items: int | None = KNN_MAX_ITEMS) -> KnnHead:
     """Store (a seeded sample of at most ``max_items`` of) the training embeddings and labels."""
     idx = np.arange(len(labels))
     if max_items is not None and len(idx) > max_items:
@@ -129,7 +135,7 @@ def _knn_candidate(k: int, max_items: int | None) -> Candidate:
     return Candidate(f"knn(k={k})", "knn", fit)
 
 
-def default_candidates(knn_max_items: int | None = 8000) -> list[Candidate]:
+def default_candidates(knn_max_items: int | None = KNN_MAX_ITEMS) -> list[Candidate]:
     """The search space of the ``auto`` recipe: linear heads (one is chosen) and kNN heads (blended in or not),
     each family ordered from the simplest (most regularised / smoothest) to the most flexible."""
     out = [_linear_candidate("features(l2=0.01)", "linear", embedding=False, feature_decay=1e-2)]
@@ -139,7 +145,9 @@ def default_candidates(knn_max_items: int | None = 8000) -> list[Candidate]:
     return out
 
 
-FALLBACK = _linear_candidate("emb+features(l2=0.01)", "linear", emb_decay=1e-2, feature_decay=1e-2)
+#: Below ``min_queries`` the auto recipe fits the paper's head (logistic regression on the embedding alone): with
+#: a few dozen queries the feature block's 35 weights and z-scores are estimated from too little data.
+FALLBACK = _linear_candidate("embedding(l2=0.01)", "linear", emb_decay=1e-2, features=False)
 
 
 @dataclass

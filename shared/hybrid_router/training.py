@@ -1,4 +1,5 @@
-"""Training a router: encode queries, make labels, fit a head, calibrate on a held-out split, report metrics."""
+"""Training a router: encode queries, make labels, fit a head (see :mod:`hybrid_router.recipes`), calibrate on a
+held-out split, report metrics, refit the head on all queries."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .router import HybridRouter
 
 __all__ = ["DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic", "train_router"]
 
+
 @dataclass
 class TrainResult:
     """A trained router and what was measured on its validation split."""
@@ -26,6 +28,8 @@ class TrainResult:
     validation: list[RoutingReport] = field(default_factory=list)
     n_train: int = 0
     n_val: int = 0
+    #: scores of the validation queries (``data.split(1 - val_fraction, seed=seed)[1]``) by the pre-refit head
+    val_scores: np.ndarray | None = None
 
 
 def train_router(
@@ -71,4 +75,4 @@ def train_router(
         y_all, _ = make_labels(data, labels, t=t_used)
         router.head = fitted.refit(enc.encode(data.queries, progress=progress), data.queries, y_all, seed)
         router.info.update(n_train=len(data), refit_on_all=True)
-    return TrainResult(router, t_used, float(np.mean(y)), reports, len(train), len(val))
+    return TrainResult(router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores)
