@@ -196,6 +196,9 @@ def test_train_router_with_the_default_recipe_on_real_embeddings(tmp_path):
     router = result.router
     assert router.info["recipe"] == "auto" and router.info["selection"]["chosen"] == FALLBACK.name
     assert router.info["n_train"] == len(data) and router.calibration is not None
+    # the default threshold is the calibrated one for a 1% quality drop, not a fixed 0.5
+    assert router.default_threshold == router.calibration.threshold_for_max_quality_drop(0.01)
+    assert router.info["default_threshold_rule"] == "calibrated: max_quality_drop=0.01"
     easy, hard = router.score("What is the capital of France?"), router.score(HARD[1])
     assert easy > 0.5 > hard
     reloaded = HybridRouter.load(router.save(tmp_path / "r"))
@@ -216,3 +219,22 @@ def test_shipped_default_router_loads_offline_and_ranks_a_hard_query_below_a_tri
             "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then "
             "derive a closed form and show that the ratio of consecutive terms converges; justify every step.")
     assert default_router.score(hard) < default_router.score("What is the capital of France?") - 0.05
+
+
+@pytest.mark.real_model
+def test_shipped_default_threshold_splits_real_traffic(default_router):
+    """Scores are probabilities that sit mostly above 0.5 here; the calibrated default still splits the calls."""
+    from hybrid_router import load_routing_data
+    from hybrid_router.data import SHIPPED_DATASETS, shipped_path
+
+    pooled = [q for name in SHIPPED_DATASETS for q in load_routing_data(shipped_path(name)).queries]
+    queries = [pooled[i] for i in np.random.default_rng(0).choice(len(pooled), 150, replace=False)]
+    scores = default_router.score_batch(queries)
+    threshold = default_router.default_threshold
+    assert threshold == default_router.calibration.threshold_for_max_quality_drop(0.01)
+    calibrated_share = default_router.calibration.large_share[default_router.calibration.thresholds == threshold][0]
+    assert abs(float(np.mean(scores < threshold)) - calibrated_share) < 0.12  # 0.79 on the validation split
+    assert float(np.mean(scores < 0.5)) < 0.05  # a fixed 0.5 would (almost) never call the large model
+    decisions = [default_router.route(q) for q in queries[:5]]
+    assert [d.threshold for d in decisions] == [threshold] * 5
+    assert [d.target for d in decisions] == ["large" if s < threshold else "small" for s in scores[:5]]

@@ -12,10 +12,15 @@ from .data_io import RoutingData
 from .encoder import DEFAULT_ENCODER, Encoder
 from .evaluation import RoutingReport, evaluate_with_references
 from .labels import make_labels
+from .options import validate_fraction
 from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, run_recipe
 from .router import HybridRouter
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic", "train_router"]
+__all__ = ["DEFAULT_MAX_QUALITY_DROP", "DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic",
+           "train_router"]
+
+#: A trained router's default threshold is the calibrated one for this quality drop (relative to always-large).
+DEFAULT_MAX_QUALITY_DROP = 0.01
 
 
 @dataclass
@@ -42,6 +47,7 @@ def train_router(
     val_fraction: float = 0.2,
     seed: int = 0,
     refit: bool = True,
+    default_max_quality_drop: float | None = DEFAULT_MAX_QUALITY_DROP,
     progress: bool = False,
 ) -> TrainResult:
     """Train on ``1 - val_fraction`` of the queries, calibrate and evaluate on the rest.
@@ -50,11 +56,17 @@ def train_router(
     With ``refit`` (default) the chosen head configuration is then fitted again on all queries (same t*, same
     choice), which gives the head 1 / (1 - val_fraction) times more data; the calibration table and the
     validation metrics stay those of the head trained without the held-out split.
+
+    The router's ``default_threshold`` (used when a call sets nothing) is the calibrated threshold for
+    ``default_max_quality_drop`` (1% by default): scores are probabilities, and where the small model is usually
+    good enough they all sit well above 0.5, so a fixed 0.5 would send every call small. ``None`` keeps 0.5.
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if default_max_quality_drop is not None:
+        validate_fraction("default_max_quality_drop", default_max_quality_drop)
     train, val = data.split(1.0 - val_fraction, seed=seed)
     if len(train) < 2 or len(val) < 1:
         raise ValueError(f"too few queries to train ({len(data)}); need at least 3")
@@ -71,6 +83,9 @@ def train_router(
     small_q, large_q = val.mean_small(), val.mean_large()
     router.calibration = Calibration.fit(val_scores, small_q, large_q)
     reports = evaluate_with_references(val_scores, small_q, large_q)
+    if default_max_quality_drop is not None:
+        router.default_threshold = router.calibration.threshold_for_max_quality_drop(default_max_quality_drop)
+        router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
     if refit:
         y_all, _ = make_labels(data, labels, t=t_used)
         router.head = fitted.refit(enc.encode(data.queries, progress=progress), data.queries, y_all, seed)
