@@ -26,7 +26,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    return TEXTS + load_routing_data(shipped_path("routellm_gsm8k")).queries[:28]
+    return TEXTS + load_routing_data(shipped_path("routellm_gsm8k")).queries[:20]
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,38 @@ def test_router_artifact_carries_the_encoder_backend(tmp_path, default_router, i
     (tmp_path / "router.json").write_text(json.dumps({**config, "encoder_backend": "fp4"}))
     with pytest.raises(ValueError, match="unknown encoder backend 'fp4'"):
         HybridRouter.load(tmp_path)
+
+
+def test_layer_dropped_encoder_is_the_mean_pooled_hidden_state_of_that_layer(texts, tmp_path, monkeypatch):
+    path = resolve_encoder_path("minilm")
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    with torch.inference_mode():
+        batch = tokenizer(texts[:6], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = model(**batch, output_hidden_states=True).hidden_states[3]
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    three = Encoder(layers=3)
+    assert three.layers == 3 and three.config.num_hidden_layers == 3 and len(three.model.encoder.layer) == 3
+    np.testing.assert_allclose(three.encode(texts[:6]), expected, atol=1e-5)
+    monkeypatch.setenv("HYBRID_LLM_CACHE", str(tmp_path))
+    onnx = Encoder(backend="onnx", layers=3)  # its own cached file, not the 6-layer one
+    np.testing.assert_allclose(onnx.encode(texts[:6]), expected, atol=1e-4)
+    assert Encoder(backend="onnx").onnx_model.file != onnx.onnx_model.file
+
+
+def test_router_artifact_carries_the_encoder_layers(tmp_path, default_router):
+    router = HybridRouter(default_router.head, encoder=Encoder(layers=3))
+    assert json.loads(router.save(tmp_path).joinpath("router.json").read_text())["encoder_layers"] == 3
+    loaded = HybridRouter.load(tmp_path)
+    assert loaded.encoder_layers == 3 and loaded.encoder.layers == 3
+    assert HybridRouter.load(tmp_path, backend="int8").encoder_layers == 3
+    assert default_router.encoder_layers is None  # the shipped router uses the whole encoder
+
+
+@pytest.mark.parametrize("bad", [0, 7, -1, 2.5, True])
+def test_impossible_layer_counts_are_clear_errors(bad):
+    with pytest.raises(EncoderLoadError, match="layers must be an integer from 1 to 6"):
+        Encoder(layers=bad)
 
 
 def test_unknown_backend_is_rejected():

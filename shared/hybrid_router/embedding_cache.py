@@ -27,16 +27,19 @@ class CachedEncoder(Encoder):
     """An :class:`Encoder` whose embeddings are cached in ``cache_dir`` (one ``.npz`` per encoder setting)."""
 
     def __init__(self, name_or_path: str = DEFAULT_ENCODER, *, cache_dir: str | Path, max_length: int = 256,
-                 device: str = "cpu", backend: str = DEFAULT_BACKEND):
+                 device: str = "cpu", backend: str = DEFAULT_BACKEND, layers: int | None = None):
         # The model is loaded lazily (see _ensure_model), so Encoder.__init__ runs only on a cache miss.
         self.name = name_or_path
         self.max_length = max_length
         self.backend = backend
+        self.layers = layers
         self._device_name = device
         self._loaded = False
         key = {"encoder": name_or_path, "max_length": max_length}
         if backend != DEFAULT_BACKEND:
             key["backend"] = backend
+        if layers is not None:
+            key["layers"] = layers
         setting = json.dumps(key, sort_keys=True)
         self.path = Path(cache_dir) / f"emb_{hashlib.sha1(setting.encode()).hexdigest()[:16]}.npz"
         self._index: dict[str, int] = {}
@@ -49,7 +52,7 @@ class CachedEncoder(Encoder):
     def _ensure_model(self) -> None:
         if not self._loaded:
             Encoder.__init__(self, self.name, max_length=self.max_length, device=self._device_name,
-                             backend=self.backend)
+                             backend=self.backend, layers=self.layers)
             self._loaded = True
 
     @property

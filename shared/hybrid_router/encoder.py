@@ -11,6 +11,10 @@ Backends (``Encoder(name, backend=...)``):
 
 The ONNX files are built locally from the encoder's weights on first use and cached (see
 :mod:`hybrid_router.encoder_onnx`); they need a local encoder folder (or ``"minilm"``) and ``onnxruntime`` + ``onnx``.
+
+``layers=N`` keeps only the first N transformer layers (layer dropping, a compressed encoder: the forward pass costs
+about N / num_hidden_layers of the full one). A head must be trained on the embeddings of the same setting; the
+router artifact stores it next to the encoder name.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 DEFAULT_ENCODER = "minilm"
 MINILM_NAMES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -59,6 +64,24 @@ def _check_source(name_or_path: str, path: str) -> None:
             f"come from the Hugging Face hub (use 'minilm', a local folder, or unset HF_HUB_OFFLINE)")
 
 
+def check_layers(layers: int | None, available: int, name: str) -> None:
+    """A clear error for a ``layers`` setting the encoder cannot have."""
+    if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= available):
+        raise ValueError(f"layers must be an integer from 1 to {available} for encoder {name!r}, got {layers!r}")
+
+
+def load_truncated(path: str, layers: int | None) -> torch.nn.Module:
+    """The transformers model at ``path``, keeping only its first ``layers`` layers (all when None)."""
+    if layers is None:
+        return AutoModel.from_pretrained(path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the dropped layers' weights are expected to go unused: no load report
+    try:
+        return AutoModel.from_pretrained(path, num_hidden_layers=layers)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 class Encoder:
     """Turns texts into L2-normalised mean-pooled embeddings (float32, shape ``[n, dim]``).
 
@@ -67,9 +90,10 @@ class Encoder:
     """
 
     backend: str = DEFAULT_BACKEND
+    layers: int | None = None
 
     def __init__(self, name_or_path: str = DEFAULT_ENCODER, *, max_length: int = 256, device: str = "cpu",
-                 backend: str = DEFAULT_BACKEND, threads: int | None = None):
+                 backend: str = DEFAULT_BACKEND, threads: int | None = None, layers: int | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend != "torch" and device != "cpu":
@@ -78,15 +102,18 @@ class Encoder:
         self.max_length = max_length
         self.device = torch.device(device)
         self.backend = backend
+        self.layers = layers
         path = resolve_encoder_path(name_or_path)
         _check_source(name_or_path, path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.config = AutoConfig.from_pretrained(path)
+            check_layers(layers, self.config.num_hidden_layers, name_or_path)
+            if layers is not None:
+                self.config.num_hidden_layers = layers
             if backend == "torch":
-                self.model = AutoModel.from_pretrained(path).to(self.device).eval()
-                self.config = self.model.config
+                self.model = load_truncated(path, layers).to(self.device).eval()
             else:
-                self.config = AutoConfig.from_pretrained(path)
                 self._load_onnx(name_or_path, path, threads)
         except (OSError, ValueError) as exc:
             raise EncoderLoadError(f"cannot load encoder {name_or_path!r} from {path!r}: {exc}") from exc
@@ -96,7 +123,8 @@ class Encoder:
 
         if not Path(path).is_dir():
             raise EncoderLoadError(f"the {self.backend!r} backend needs a local encoder folder; {name_or_path!r} is not one")
-        self.onnx_model = OnnxEncoderModel(onnx_model_file(path, self.backend), threads=threads or torch.get_num_threads())
+        self.onnx_model = OnnxEncoderModel(onnx_model_file(path, self.backend, layers=self.layers),
+                                           threads=threads or torch.get_num_threads())
 
     @property
     def dim(self) -> int:

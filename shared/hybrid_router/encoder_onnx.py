@@ -44,9 +44,10 @@ def _require_onnxruntime():
     return onnxruntime
 
 
-def model_key(path: Path, backend: str) -> str:
-    """A content hash of a local encoder folder's config and weights, the backend and the build recipe."""
-    digest = hashlib.sha256(f"{backend}|recipe={RECIPE}|opset={OPSET}".encode())
+def model_key(path: Path, backend: str, layers: int | None = None) -> str:
+    """A content hash of a local encoder folder's config and weights, the backend, the layers kept and the recipe."""
+    kept = "" if layers is None else f"|layers={layers}"
+    digest = hashlib.sha256(f"{backend}|recipe={RECIPE}|opset={OPSET}{kept}".encode())
     weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
     if not (path / "config.json").is_file() or not weights:
         raise FileNotFoundError(f"{path} has no config.json and {' or '.join(WEIGHT_FILES)} to build an ONNX encoder from")
@@ -57,10 +58,11 @@ def model_key(path: Path, backend: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def _export(path: Path, target: Path) -> None:
-    """Export the transformer with mean pooling and normalisation to an fp32 ONNX file."""
+def _export(path: Path, target: Path, layers: int | None) -> None:
+    """Export the transformer (its first ``layers`` layers) with mean pooling and normalisation to fp32 ONNX."""
     import torch
-    from transformers import AutoModel
+
+    from .encoder import load_truncated
 
     class Pooled(torch.nn.Module):
         def __init__(self, model: torch.nn.Module):
@@ -73,7 +75,7 @@ def _export(path: Path, target: Path) -> None:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
-    model = Pooled(AutoModel.from_pretrained(path).eval())
+    model = Pooled(load_truncated(str(path), layers).eval())
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
     mask = (ids != 0).long()
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}}
@@ -92,12 +94,15 @@ def _quantize(source: Path, target: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def onnx_model_file(path: str | Path, backend: str) -> Path:
-    """The cached ONNX file of a local encoder folder for ``backend`` ("onnx" or "int8"), built on first use."""
+def onnx_model_file(path: str | Path, backend: str, *, layers: int | None = None) -> Path:
+    """The cached ONNX file of a local encoder folder for ``backend`` ("onnx" or "int8"), built on first use.
+
+    ``layers`` keeps only the first that many transformer layers (see :class:`hybrid_router.encoder.Encoder`).
+    """
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"unknown ONNX backend {backend!r}; choose one of {', '.join(ONNX_BACKENDS)}")
     path = Path(path)
-    target = cache_dir() / "encoders" / f"{model_key(path, backend)}.onnx"
+    target = cache_dir() / "encoders" / f"{model_key(path, backend, layers)}.onnx"
     if target.is_file():
         return target
     _require_onnxruntime()
@@ -114,7 +119,7 @@ def onnx_model_file(path: str | Path, backend: str) -> Path:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
-            _export(path, fp32)
+            _export(path, fp32, layers)
             built = fp32
             if backend == "int8":
                 built = Path(tmp) / "int8.onnx"

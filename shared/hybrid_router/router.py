@@ -71,11 +71,13 @@ class HybridRouter:
         default_threshold: float = DEFAULT_THRESHOLD,
         info: dict[str, Any] | None = None,
         encoder_backend: str = DEFAULT_BACKEND,
+        encoder_layers: int | None = None,
     ):
         self.head = head
         self._encoder = encoder if isinstance(encoder, Encoder) else None
         self.encoder_name = encoder.name if isinstance(encoder, Encoder) else encoder
         self.encoder_backend = encoder.backend if isinstance(encoder, Encoder) else encoder_backend
+        self.encoder_layers = encoder.layers if isinstance(encoder, Encoder) else encoder_layers
         if self.encoder_backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {self.encoder_backend!r}; choose one of {', '.join(BACKENDS)}")
         self.calibration = calibration
@@ -92,7 +94,7 @@ class HybridRouter:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend)
+                    self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend, layers=self.encoder_layers)
         return self._encoder
 
     def score_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -164,6 +166,7 @@ class HybridRouter:
             "format_version": FORMAT_VERSION,
             "encoder": self.encoder_name,
             "encoder_backend": self.encoder_backend,
+            "encoder_layers": self.encoder_layers,
             "label_mode": self.label_mode,
             "relaxation": self.relaxation,
             "default_threshold": self.default_threshold,
@@ -211,6 +214,7 @@ class HybridRouter:
                 default_threshold=config.get("default_threshold", DEFAULT_THRESHOLD),
                 info=config.get("info"),
                 encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
+                encoder_layers=config.get("encoder_layers"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterFileError(f"corrupt router folder {directory}: {exc!r}") from exc

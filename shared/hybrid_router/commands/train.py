@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relaxation", type=float, default=None, help="fixed t for trans labels (default: t* found from data)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"head recipe (default: {DEFAULT_RECIPE})")
     p.add_argument("--encoder", default="minilm", help="encoder: 'minilm' (shipped) or a Hugging Face name / local path")
+    p.add_argument("--encoder-layers", type=int, default=None,
+                   help="keep only the encoder's first N layers (a faster, compressed router; default: all)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share for calibration and metrics")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip rows with missing/non-numeric scores")
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; prints t*, sizes and validation metrics."""
+    from ..encoder import Encoder
     from ..training import train_router
 
     data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {data.skipped_rows} bad rows")
     print(f"loaded {len(data)} queries from {args.data} (metric: {data.metric or 'unspecified'})")
     result = train_router(
-        data, labels=args.labels, relaxation=args.relaxation, recipe=args.recipe, encoder=args.encoder,
+        data, labels=args.labels, relaxation=args.relaxation, recipe=args.recipe,
+        encoder=Encoder(args.encoder, layers=args.encoder_layers) if args.encoder_layers else args.encoder,
         val_fraction=args.val_fraction, seed=args.seed, default_max_quality_drop=args.default_max_drop, progress=True,
     )
     if args.labels == "trans":
