@@ -3,7 +3,8 @@
 For each encoder backend and thread count, a ~20-token and a ~100-token query are timed alternately through
 (a) a raw forward pass (tokenize + model forward + mean pooling, no router code) and (b) ``route()``, so load
 changes on a shared machine hit both alike; then ``score_batch`` throughput is measured on GSM8K questions.
-Wall-clock p50/p95 are reported with the CPU time per call, the load average is printed before and after.
+Wall-clock p50/p95 are reported with the CPU time per call, the load average is printed before and after. All
+configurations are measured twice, in order and then in reverse order, and the samples merged.
 
 Usage: python benchmarks/router_latency.py [--backends torch onnx int8] [--threads 1 2] [--repeats 60]
                                             [--png runs/router_latency.png]
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -55,52 +55,74 @@ def raw_forward(encoder: Encoder) -> Callable[[str], np.ndarray]:
     return forward
 
 
-def time_alternating(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 5) -> dict[str, dict]:
-    """Wall and CPU milliseconds of each function, called in turn ``repeats`` times."""
+Samples = dict[str, dict[str, list[float]]]
+
+
+def time_alternating(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> Samples:
+    """Wall and CPU milliseconds (``{"wall": [...], "cpu": [...]}``) of each function, called in turn."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    samples: Samples = {k: {"wall": [], "cpu": []} for k in fns}
     for _ in range(repeats):
         for key, fn in fns.items():
             c0, w0 = time.process_time(), time.perf_counter()
             fn()
-            wall[key].append(1e3 * (time.perf_counter() - w0))
-            cpu[key].append(1e3 * (time.process_time() - c0))
-    return {k: {"p50": float(np.percentile(wall[k], 50)), "p95": float(np.percentile(wall[k], 95)),
-                "cpu": float(np.median(cpu[k]))} for k in fns}
+            samples[key]["wall"].append(1e3 * (time.perf_counter() - w0))
+            samples[key]["cpu"].append(1e3 * (time.process_time() - c0))
+    return samples
+
+
+def summarize(sample: dict[str, list[float]]) -> dict[str, float]:
+    """p50 and p95 of the wall times, median CPU time."""
+    return {"p50": float(np.percentile(sample["wall"], 50)), "p95": float(np.percentile(sample["wall"], 95)),
+            "cpu": float(np.median(sample["cpu"]))}
 
 
 def router_with(backend: str, threads: int) -> HybridRouter:
-    """The shipped default router, its encoder on ``backend`` with ``threads`` threads."""
+    """The shipped default router, its encoder on ``backend`` (an ONNX encoder takes torch's thread count)."""
     torch.set_num_threads(threads)
-    folder = Path(str(resources.files("hybrid_router").joinpath("default_router")))
-    return HybridRouter.load(folder, encoder=Encoder(HybridRouter.default().encoder_name, backend=backend, threads=threads))
+    router = HybridRouter.default(backend=backend)
+    assert router.encoder.backend == backend  # loads the encoder now, with this thread count
+    return router
 
 
-def throughput(router: HybridRouter, queries: list[str], rounds: int = 2) -> float:
-    """Queries per second through ``score_batch`` (best of ``rounds``)."""
-    router.score_batch(queries[:64])
-    best = 0.0
-    for _ in range(rounds):
-        start = time.perf_counter()
-        router.score_batch(queries)
-        best = max(best, len(queries) / (time.perf_counter() - start))
-    return best
+def batch_seconds(router: HybridRouter, queries: list[str]) -> float:
+    """Seconds for one ``score_batch`` over ``queries``."""
+    start = time.perf_counter()
+    router.score_batch(queries)
+    return time.perf_counter() - start
 
 
-def measure(backend: str, threads: int, repeats: int, batch: list[str]) -> list[dict]:
-    """Rows of the table for one backend and thread count."""
-    router = router_with(backend, threads)
-    raw = raw_forward(router.encoder)
+def measure(configs: list[tuple[str, int]], repeats: int, batch: list[str]) -> list[dict]:
+    """Table rows for each (backend, threads): two passes, in order then in reverse, so load drift hits all alike."""
+    routers = {c: router_with(*c) for c in configs}
+    inputs = (("short", SHORT), ("long", LONG))
+    samples: dict[tuple, Samples] = {}
+    seconds: dict[tuple, list[float]] = {c: [] for c in configs}
+    for order in (configs, configs[::-1]):
+        for config in order:
+            torch.set_num_threads(config[1])
+            router = routers[config]
+            raw = raw_forward(router.encoder)
+            for label, text in inputs:
+                got = time_alternating({"raw": lambda: raw(text), "route": lambda: router.route(text)}, repeats // 2)
+                for key, sample in got.items():
+                    merged = samples.setdefault((config, label, key), {"wall": [], "cpu": []})
+                    merged["wall"] += sample["wall"]
+                    merged["cpu"] += sample["cpu"]
+            router.score_batch(batch[:64])
+            seconds[config].append(batch_seconds(router, batch))
     rows = []
-    for label, text in (("short", SHORT), ("long", LONG)):
-        stats = time_alternating({"raw": lambda: raw(text), "route": lambda: router.route(text)}, repeats)
-        tokens = len(router.encoder.tokenizer(text)["input_ids"])
-        rows.append({"backend": backend, "threads": threads, "input": label, "tokens": tokens,
-                     "raw": stats["raw"], "route": stats["route"]})
-    rows.append({"backend": backend, "threads": threads, "input": "batch", "qps": throughput(router, batch)})
+    for config in configs:
+        tokenizer = routers[config].encoder.tokenizer
+        for label, text in inputs:
+            rows.append({"backend": config[0], "threads": config[1], "input": label,
+                         "tokens": len(tokenizer(text)["input_ids"]),
+                         "raw": summarize(samples[config, label, "raw"]),
+                         "route": summarize(samples[config, label, "route"])})
+        rows.append({"backend": config[0], "threads": config[1], "input": "batch",
+                     "qps": len(batch) / float(np.mean(seconds[config]))})
     return rows
 
 
@@ -155,11 +177,11 @@ def main() -> None:
     args = parser.parse_args()
     batch = load_routing_data(shipped_path("routellm_gsm8k")).queries[:BATCH_QUERIES]
     load_before = os.getloadavg()
-    rows = [row for backend in args.backends for threads in args.threads
-            for row in measure(backend, threads, args.repeats, batch)]
+    rows = measure([(b, t) for b in args.backends for t in args.threads], args.repeats, batch)
     load_after = os.getloadavg()
     print(f"CPU cores: {os.cpu_count()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
-          f"(1 min); {args.repeats} timed calls per cell; batch = {len(batch)} GSM8K questions, batch_size 64")
+          f"(1 min); {args.repeats} timed calls per cell (two passes, configurations in order then reversed); "
+          f"batch = {len(batch)} GSM8K questions, batch_size 64 (mean of the two passes)")
     print(format_rows(rows))
     single = [r for r in rows if r["input"] != "batch"]
     overhead = max(r["route"]["p50"] / r["raw"]["p50"] for r in single)
