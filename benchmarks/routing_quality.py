@@ -125,11 +125,14 @@ def run_dataset(name: str, data: RoutingData, encoder: CachedEncoder, forward: E
         router = result.router
         scores = router.score_texts(test.queries)
         reports.append(evaluate_scores(f"ours ({mode})", scores, small_q, large_q))
-        head_ms, encoder_ms = time_head(router, forward, test.queries[:100])
+        head_ms, encoder_ms = time_head(router, forward.with_layers(router.encoder_layers), test.queries[:100])
         chosen = router.info.get("selection", {}).get("chosen", router.head.kind)
-        details[mode] = {"head": chosen, "relaxation": result.relaxation, "train_seconds": round(seconds, 2),
-                         "head_ms_per_query": round(head_ms, 3), "encoder_ms_per_query": round(encoder_ms, 3)}
-        print(f"  ours ({mode}): head {chosen}, t={result.relaxation:g}, trained in {seconds:.1f}s "
+        depth = router.info.get("depth_selection", {"chosen": "all (too few queries to choose)"})
+        details[mode] = {"head": chosen, "encoder_layers": depth, "relaxation": result.relaxation,
+                         "train_seconds": round(seconds, 2), "head_ms_per_query": round(head_ms, 3),
+                         "encoder_ms_per_query": round(encoder_ms, 3)}
+        print(f"  ours ({mode}): encoder layers {depth['chosen']} (CV: {depth.get('cv_ranking_quality', '-')}), "
+              f"head {chosen}, t={result.relaxation:g}, trained in {seconds:.1f}s "
               f"(encoding cached); one query: head {head_ms:.3f} ms vs encoder forward {encoder_ms:.1f} ms "
               f"(+{head_ms / encoder_ms:.1%})", flush=True)
     reports.append(evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q))

@@ -63,6 +63,11 @@ class CachedEncoder(Encoder):
         self._ensure_model()
         return Encoder.dim.fget(self)
 
+    def with_layers(self, layers: int | None) -> "CachedEncoder":
+        """The same cached encoder keeping only the first ``layers`` layers (its own cache file)."""
+        return CachedEncoder(self.name, cache_dir=self.path.parent, max_length=self.max_length,
+                             device=self._device_name, backend=self.backend, layers=layers)
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embeddings of ``texts``; missing ones are computed, added to the cache and saved."""
         texts = list(texts)

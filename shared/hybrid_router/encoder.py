@@ -64,6 +64,16 @@ def _check_source(name_or_path: str, path: str) -> None:
             f"come from the Hugging Face hub (use 'minilm', a local folder, or unset HF_HUB_OFFLINE)")
 
 
+def encoder_depth(name_or_path: str) -> int:
+    """The number of transformer layers of an encoder (from its config; no weights are loaded)."""
+    path = resolve_encoder_path(name_or_path)
+    _check_source(name_or_path, path)
+    try:
+        return int(AutoConfig.from_pretrained(path).num_hidden_layers)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise EncoderLoadError(f"cannot read the layer count of encoder {name_or_path!r}: {exc}") from exc
+
+
 def check_layers(layers: int | None, available: int, name: str) -> None:
     """A clear error for a ``layers`` setting the encoder cannot have."""
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= available):
@@ -91,6 +101,7 @@ class Encoder:
 
     backend: str = DEFAULT_BACKEND
     layers: int | None = None
+    threads: int | None = None
 
     def __init__(self, name_or_path: str = DEFAULT_ENCODER, *, max_length: int = 256, device: str = "cpu",
                  backend: str = DEFAULT_BACKEND, threads: int | None = None, layers: int | None = None):
@@ -103,6 +114,7 @@ class Encoder:
         self.device = torch.device(device)
         self.backend = backend
         self.layers = layers
+        self.threads = threads
         path = resolve_encoder_path(name_or_path)
         _check_source(name_or_path, path)
         try:
@@ -130,6 +142,11 @@ class Encoder:
     def dim(self) -> int:
         """Embedding size."""
         return int(self.config.hidden_size)
+
+    def with_layers(self, layers: int | None) -> "Encoder":
+        """The same encoder (name, backend, settings) keeping only its first ``layers`` layers (None: all)."""
+        return Encoder(self.name, max_length=self.max_length, device=str(self.device), backend=self.backend,
+                       threads=self.threads, layers=layers)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embed ``texts``; batches are sorted by length so padding stays small (one text goes straight through)."""

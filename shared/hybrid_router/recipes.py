@@ -4,9 +4,10 @@
 * ``features``: logistic regression on the hand-made query features (:mod:`hybrid_router.features`).
 * ``knn``: label smoothing over the 30 nearest training queries.
 * ``auto`` (the default): chooses, by 5-fold cross-validation on the training data only, among logistic
-  regressions on the query features alone or on embedding + features (a few regularisation strengths), and blends
-  in a kNN head when that is clearly better out of fold (see :func:`select_head`). Below 200 training queries it
-  fits the paper's embedding-only logistic regression (:data:`FALLBACK`).
+  regressions on the query features alone, the embedding alone or both (several regularisation strengths), and
+  blends in a kNN head when that is clearly better out of fold (see :func:`select_head`). Below 200 training queries
+  it fits the paper's embedding-only logistic regression (:data:`FALLBACK`). ``train_router`` also chooses the
+  encoder depth for it (:mod:`hybrid_router.depth`).
 
 Labels may be soft (``prob`` / ``trans`` modes); every fitter minimises binary cross-entropy against them.
 """
@@ -139,11 +140,16 @@ def default_candidates(knn_max_items: int | None = KNN_MAX_ITEMS) -> list[Candid
     """The search space of the ``auto`` recipe: linear heads (one is chosen) and kNN heads (blended in or not),
     each family ordered from the simplest (most regularised / smoothest) to the most flexible."""
     out = [_linear_candidate("features(l2=0.01)", "linear", embedding=False, feature_decay=1e-2)]
+    out += [_linear_candidate(f"emb(l2={d:g})", "linear", emb_decay=d, features=False)
+            for d in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)]
     out += [_linear_candidate(f"emb+features(l2={d:g})", "linear", emb_decay=d, feature_decay=1e-2)
-            for d in (3e-2, 1e-2, 3e-3, 1e-3)]
+            for d in (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)]
     out += [_knn_candidate(k, knn_max_items) for k in (100, 30)]
     return out
 
+
+#: Fewer training queries than this are too few to cross-validate: :func:`select_head` then uses :data:`FALLBACK`.
+MIN_CV_QUERIES = 200
 
 #: Below ``min_queries`` the auto recipe fits the paper's head (logistic regression on the embedding alone): with
 #: a few dozen queries the feature block's 35 weights and z-scores are estimated from too little data.
@@ -187,7 +193,7 @@ def _folds(n: int, n_folds: int, seed: int) -> list[np.ndarray]:
 
 
 def select_head(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *,
-                candidates: Sequence[Candidate] | None = None, n_folds: int = 5, min_queries: int = 200,
+                candidates: Sequence[Candidate] | None = None, n_folds: int = 5, min_queries: int = MIN_CV_QUERIES,
                 blend_margin: float = 0.005) -> Selection:
     """Cross-validate the candidates on the training data and choose a configuration (fit it with ``.fit``).
 
@@ -260,14 +266,19 @@ class RecipeFit:
     details: dict
 
 
+def fit_selection(selection: Selection, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
+                  seed: int = 0) -> RecipeFit:
+    """Fit an ``auto`` selection already made on these embeddings."""
+    return RecipeFit(selection.fit(embeddings, texts, labels, seed), selection.fit, selection.to_dict())
+
+
 def run_recipe(recipe: str, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
                seed: int = 0) -> RecipeFit:
     """Fit ``recipe``; ``.refit`` repeats the same configuration (for ``auto``: the same choice) on new data."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if recipe == "auto":
-        selection = select_head(embeddings, texts, labels, seed)
-        return RecipeFit(selection.fit(embeddings, texts, labels, seed), selection.fit, selection.to_dict())
+        return fit_selection(select_head(embeddings, texts, labels, seed), embeddings, texts, labels, seed)
     fitter = RECIPES[recipe]
     return RecipeFit(fitter(embeddings, texts, labels, seed), fitter, {})
 

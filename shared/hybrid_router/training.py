@@ -4,16 +4,18 @@ held-out split, report metrics, refit the head on all queries."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from .calibration import Calibration
 from .data_io import RoutingData
+from .depth import DEFAULT_DEPTHS, select_depth
 from .encoder import DEFAULT_ENCODER, Encoder
 from .evaluation import RoutingReport, evaluate_with_references
 from .labels import make_labels
 from .options import validate_fraction
-from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, run_recipe
+from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, fit_selection, run_recipe
 from .router import HybridRouter
 
 __all__ = ["DEFAULT_MAX_QUALITY_DROP", "DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic",
@@ -48,6 +50,7 @@ def train_router(
     seed: int = 0,
     refit: bool = True,
     default_max_quality_drop: float | None = DEFAULT_MAX_QUALITY_DROP,
+    depths: Sequence[int | None] | None = DEFAULT_DEPTHS,
     progress: bool = False,
 ) -> TrainResult:
     """Train on ``1 - val_fraction`` of the queries, calibrate and evaluate on the rest.
@@ -56,6 +59,10 @@ def train_router(
     With ``refit`` (default) the chosen head configuration is then fitted again on all queries (same t*, same
     choice), which gives the head 1 / (1 - val_fraction) times more data; the calibration table and the
     validation metrics stay those of the head trained without the held-out split.
+
+    With the ``auto`` recipe and an encoder whose ``layers`` is not fixed, the encoder depth is chosen among
+    ``depths`` by cross-validation on the training split (:func:`hybrid_router.depth.select_depth`; ``None`` or
+    too little data to cross-validate: the whole encoder).
 
     The router's ``default_threshold`` (used when a call sets nothing) is the calibrated threshold for
     ``default_max_quality_drop`` (1% by default): scores are probabilities, and where the small model is usually
@@ -72,12 +79,20 @@ def train_router(
         raise ValueError(f"too few queries to train ({len(data)}); need at least 3")
     y, t_used = make_labels(train, labels, t=relaxation)
     enc = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
-    emb_train = enc.encode(train.queries, progress=progress)
-    fitted = run_recipe(recipe, emb_train, train.queries, y, seed)
+    depth = None
+    if recipe == "auto" and depths and enc.layers is None:
+        depth = select_depth(enc, train.queries, y, seed, depths=depths, progress=progress)
+    if depth is not None:
+        enc = depth.encoder
+        fitted = fit_selection(depth.selection, depth.embeddings, train.queries, y, seed)
+    else:
+        fitted = run_recipe(recipe, enc.encode(train.queries, progress=progress), train.queries, y, seed)
     info = {"recipe": recipe, "trained_on": data.source, "n_train": len(train), "metric": data.metric,
             "small_model": data.small_model, "large_model": data.large_model}
     if fitted.details:
         info["selection"] = fitted.details
+    if depth is not None:
+        info["depth_selection"] = depth.details()
     router = HybridRouter(fitted.head, encoder=enc, label_mode=labels, relaxation=t_used, info=info)
     val_scores = router.score_texts(val.queries, progress=progress)
     small_q, large_q = val.mean_small(), val.mean_large()
