@@ -7,12 +7,13 @@ Speed: ``Encoder.encode`` on the same ~20- and ~100-token queries as ``benchmark
 alternately, so load changes hit all alike), plus batch throughput on GSM8K questions; wall-clock p50 and CPU time.
 Quality: the shipped GSM8K routing data split 50/50 by query, for ``--seeds`` split seeds (seed 0 is the fixed split
 of ``benchmarks/routing_quality.py``). The reference is ``train_router``'s default recipe on the float32 torch
-embeddings of the first half, scored on the second. Each variant gets its own router trained the same way on its own
+embeddings of the whole encoder (the paper's router, depth search off), trained on the first half and scored on
+the second. Each variant gets its own router trained the same way on its own
 embeddings ("own head"); a full-depth variant is also scored with the reference head unchanged ("fp32 head": what
 switching an existing router's backend does). APGR loss = reference APGR - variant APGR (negative: a gain).
 Every query is embedded alone, as ``route()`` does; embeddings are cached under ``scratch/router_compression/``.
 
-Usage: python benchmarks/router_compression.py [--variants onnx int8 int8/4 int8/3] [--threads 1] [--repeats 40]
+Usage: python benchmarks/router_compression.py [--variants onnx int8 torch/3 int8/3] [--threads 1] [--repeats 40]
                                                [--seeds 5]
 Target (issue): >= 1.5x faster than the float32 encoder, APGR loss <= 0.01.
 """
@@ -124,12 +125,13 @@ def quality(variants: list[str], threads: int, seeds: int) -> tuple[str, dict[st
     for seed in range(seeds):
         train, test = data.split(0.5, seed=seed)
         small_q, large_q = test.mean_small(), test.mean_large()
-        reference = train_router(train, encoder=encoders[REFERENCE], seed=seed).router
+        reference = train_router(train, encoder=encoders[REFERENCE], seed=seed, depths=None).router
         runs = {f"{REFERENCE} (reference)": reference.score_texts(test.queries)}
         for v in variants[1:]:
             if encoders[v].layers is None:
                 runs[f"{v}, fp32 head"] = HybridRouter(reference.head, encoder=encoders[v]).score_texts(test.queries)
-            runs[f"{v}, own head"] = train_router(train, encoder=encoders[v], seed=seed).router.score_texts(test.queries)
+            own = train_router(train, encoder=encoders[v], seed=seed, depths=None).router
+            runs[f"{v}, own head"] = own.score_texts(test.queries)
         for name, scores in runs.items():
             apgr.setdefault(name, []).append(evaluate_scores(name, scores, small_q, large_q).apgr)
     ref = np.array(apgr[f"{REFERENCE} (reference)"])
@@ -144,7 +146,7 @@ def quality(variants: list[str], threads: int, seeds: int) -> tuple[str, dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=["onnx", "int8", "onnx/4", "int8/4", "int8/3"])
+    parser.add_argument("--variants", nargs="+", default=["onnx", "int8", "torch/3", "onnx/3", "int8/3", "int8/4"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=5)

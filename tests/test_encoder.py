@@ -105,7 +105,8 @@ def test_onnx_backend_builds_into_the_cache_once_and_matches_fp32(tmp_path, monk
     assert not [p for p in (tmp_path / "encoders").iterdir() if p.name.startswith(".build-")]
 
 
-def test_router_artifact_carries_the_encoder_backend(tmp_path, default_router, int8):
+def test_router_artifact_carries_the_encoder_backend(tmp_path, default_router):
+    int8 = Encoder(backend="int8", layers=default_router.encoder_layers)
     router = HybridRouter(default_router.head, encoder=int8, calibration=default_router.calibration)
     assert router.encoder_backend == "int8"
     router.save(tmp_path)
@@ -145,7 +146,9 @@ def test_router_artifact_carries_the_encoder_layers(tmp_path, default_router):
     loaded = HybridRouter.load(tmp_path)
     assert loaded.encoder_layers == 3 and loaded.encoder.layers == 3
     assert HybridRouter.load(tmp_path, backend="int8").encoder_layers == 3
-    assert default_router.encoder_layers is None  # the shipped router uses the whole encoder
+    assert default_router.encoder_layers == 3  # the depth its training chose by cross-validation
+    with pytest.raises(ValueError, match="reads the first 3 layers of its encoder, but the encoder given reads all"):
+        HybridRouter.load(tmp_path, encoder=Encoder())
 
 
 @pytest.mark.parametrize("bad", [0, 7, -1, 2.5, True])

@@ -31,7 +31,8 @@ QUERIES = [form.format(topic) for topic in TOPICS for form in FORMS]
 @pytest.fixture(scope="module")
 def cached_router(tmp_path_factory) -> HybridRouter:
     folder = Path(str(resources.files("hybrid_router").joinpath("default_router")))
-    encoder = CachedEncoder("minilm", cache_dir=tmp_path_factory.mktemp("embeddings"))
+    layers = HybridRouter.default().encoder_layers
+    encoder = CachedEncoder("minilm", cache_dir=tmp_path_factory.mktemp("embeddings"), layers=layers)
     router = HybridRouter.load(folder, encoder=encoder)
     router.score_batch(QUERIES)  # fills the cache
     return router
@@ -51,7 +52,8 @@ def test_thousand_concurrent_calls_each_routed_by_its_own_threshold(cached_route
     model = HybridChatModel(small=ScriptedChatModel(model_name="fake-small", delay=0.002),
                             large=ScriptedChatModel(model_name="fake-large", delay=0.002), router=cached_router)
     rng = random.Random(7)
-    plan = [(rng.choice(QUERIES), round(rng.uniform(0.3, 0.9), 3), ("kwarg", "metadata", "context")[i % 3])
+    low, high = min(scores.values()), max(scores.values())  # thresholds across the scores: both routes are taken
+    plan = [(rng.choice(QUERIES), round(rng.uniform(low, high), 3), ("kwarg", "metadata", "context")[i % 3])
             for i in range(N_CALLS)]
 
     async def run_all():

@@ -169,7 +169,7 @@ class HybridRouter:
             "encoder_layers": self.encoder_layers,
             "label_mode": self.label_mode,
             "relaxation": self.relaxation,
-            "default_threshold": self.default_threshold,
+            "default_threshold": round(self.default_threshold, 7),  # as the calibration table's thresholds
             "head": {"type": self.head.kind, **self.head.config()},
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "info": self.info,
@@ -202,6 +202,10 @@ class HybridRouter:
             tensors = load_file(str(head_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise RouterFileError(f"corrupt router weights {head_path}: {exc}") from exc
+        layers = config.get("encoder_layers")
+        if encoder is not None and encoder.layers != layers:
+            raise ValueError(f"{config_path}: the router reads the first {layers or 'all'} layers of its encoder, but "
+                             f"the encoder given reads {encoder.layers or 'all'}: pass one with layers={layers}")
         try:
             head = load_head(config["head"], tensors)
             calibration = Calibration.from_dict(config["calibration"]) if config.get("calibration") else None
@@ -214,7 +218,7 @@ class HybridRouter:
                 default_threshold=config.get("default_threshold", DEFAULT_THRESHOLD),
                 info=config.get("info"),
                 encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
-                encoder_layers=config.get("encoder_layers"),
+                encoder_layers=layers,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterFileError(f"corrupt router folder {directory}: {exc!r}") from exc
@@ -225,4 +229,5 @@ class HybridRouter:
         return cls.load(Path(str(resources.files("hybrid_router").joinpath("default_router"))), backend=backend)
 
     def __repr__(self) -> str:
-        return f"HybridRouter(encoder={self.encoder_name!r}, head={self.head.kind!r}, labels={self.label_mode!r})"
+        layers = "" if self.encoder_layers is None else f", encoder_layers={self.encoder_layers}"
+        return f"HybridRouter(encoder={self.encoder_name!r}{layers}, head={self.head.kind!r}, labels={self.label_mode!r})"
