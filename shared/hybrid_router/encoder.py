@@ -7,7 +7,9 @@ Backends (``Encoder(name, backend=...)``):
 
 - ``"torch"`` (default): the transformers model in float32.
 - ``"onnx"``: the same model exported to ONNX and run by ONNX Runtime (same vectors to ~1e-6, faster on CPU).
-- ``"int8"``: that ONNX model with int8 weights (dynamic quantization): faster still, vectors within ~0.01 cosine.
+- ``"int8"``: that ONNX model with int8 weights (dynamic quantization), vectors within ~0.01 cosine. Faster than
+  ``"onnx"`` on short queries; on CPUs without VNNI int8 matrix products are no faster than fp32 ones, so long
+  queries gain little (``benchmarks/router_compression.py``).
 
 The ONNX files are built locally from the encoder's weights on first use and cached (see
 :mod:`hybrid_router.encoder_onnx`); they need a local encoder folder (or ``"minilm"``) and ``onnxruntime`` + ``onnx``.
