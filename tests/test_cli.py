@@ -15,13 +15,15 @@ TINY = Path(__file__).parent / "data" / "tiny_routing.csv"
 
 def test_train_then_eval(tmp_path, capsys):
     out = tmp_path / "router"
-    assert main(["train", str(TINY), "--labels", "trans", "--default-max-drop", "0.05", "--out", str(out)]) == 0
+    assert main(["train", str(TINY), "--labels", "trans", "--default-max-drop", "0.05", "--encoder-layers", "2",
+                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "t* =" in printed and "APGR" in printed and "saved router" in printed
     assert "(calibrated: max_quality_drop=0.05 on the validation split)" in printed
     router = HybridRouter.load(out)
     assert router.label_mode == "trans" and router.calibration is not None
     assert router.default_threshold == router.calibration.threshold_for_max_quality_drop(0.05)
+    assert router.encoder_layers == 2 and router.encoder.layers == 2
 
     plot, metrics = tmp_path / "curve.png", tmp_path / "m.json"
     assert main(["eval", "--router", str(out), str(TINY), "--plot", str(plot), "--json", str(metrics)]) == 0
