@@ -65,11 +65,16 @@ class RoutingData:
             source=self.source,
         )
 
-    def split(self, fraction: float, *, seed: int = 0) -> tuple["RoutingData", "RoutingData"]:
-        """A fixed-seed split by query: (first ``fraction`` of a permutation, the rest)."""
+    def split_indices(self, fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The row indices of :meth:`split`'s two sides."""
         order = np.random.default_rng(seed).permutation(len(self))
         cut = int(round(len(self) * fraction))
-        return self.subset(order[:cut]), self.subset(order[cut:])
+        return order[:cut], order[cut:]
+
+    def split(self, fraction: float, *, seed: int = 0) -> tuple["RoutingData", "RoutingData"]:
+        """A fixed-seed split by query: (first ``fraction`` of a permutation, the rest)."""
+        first, rest = self.split_indices(fraction, seed=seed)
+        return self.subset(first), self.subset(rest)
 
 
 def _open_text(path: Path) -> io.TextIOBase:

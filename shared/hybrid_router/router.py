@@ -99,8 +99,11 @@ class HybridRouter:
 
     def score_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Scores of already-prepared router texts."""
-        emb = self.encoder.encode(texts, batch_size=batch_size, progress=progress)
-        return np.clip(self.head.predict(emb, list(texts)), 0.0, 1.0)
+        return self.score_embeddings(self.encoder.encode(texts, batch_size=batch_size, progress=progress), texts)
+
+    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Scores of router texts already embedded by this router's encoder."""
+        return np.clip(self.head.predict(embeddings, list(texts)), 0.0, 1.0)
 
     def score(self, query: str | Sequence[Any]) -> float:
         """P[small is good enough] for a query string or a chat message list."""

@@ -74,7 +74,8 @@ def train_router(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if default_max_quality_drop is not None:
         validate_fraction("default_max_quality_drop", default_max_quality_drop)
-    train, val = data.split(1.0 - val_fraction, seed=seed)
+    train_idx, val_idx = data.split_indices(1.0 - val_fraction, seed=seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
     if len(train) < 2 or len(val) < 1:
         raise ValueError(f"too few queries to train ({len(data)}); need at least 3")
     y, t_used = make_labels(train, labels, t=relaxation)
@@ -83,10 +84,11 @@ def train_router(
     if recipe == "auto" and depths and enc.layers is None:
         depth = select_depth(enc, train.queries, y, seed, depths=depths, progress=progress)
     if depth is not None:
-        enc = depth.encoder
-        fitted = fit_selection(depth.selection, depth.embeddings, train.queries, y, seed)
+        enc, emb_train = depth.encoder, depth.embeddings
+        fitted = fit_selection(depth.selection, emb_train, train.queries, y, seed)
     else:
-        fitted = run_recipe(recipe, enc.encode(train.queries, progress=progress), train.queries, y, seed)
+        emb_train = enc.encode(train.queries, progress=progress)
+        fitted = run_recipe(recipe, emb_train, train.queries, y, seed)
     info = {"recipe": recipe, "trained_on": data.source, "n_train": len(train), "metric": data.metric,
             "small_model": data.small_model, "large_model": data.large_model}
     if fitted.details:
@@ -94,7 +96,8 @@ def train_router(
     if depth is not None:
         info["depth_selection"] = depth.details()
     router = HybridRouter(fitted.head, encoder=enc, label_mode=labels, relaxation=t_used, info=info)
-    val_scores = router.score_texts(val.queries, progress=progress)
+    emb_val = enc.encode(val.queries, progress=progress)
+    val_scores = router.score_embeddings(emb_val, val.queries)
     small_q, large_q = val.mean_small(), val.mean_large()
     router.calibration = Calibration.fit(val_scores, small_q, large_q)
     reports = evaluate_with_references(val_scores, small_q, large_q)
@@ -103,6 +106,8 @@ def train_router(
         router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
     if refit:
         y_all, _ = make_labels(data, labels, t=t_used)
-        router.head = fitted.refit(enc.encode(data.queries, progress=progress), data.queries, y_all, seed)
+        emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
+        emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
+        router.head = fitted.refit(emb_all, data.queries, y_all, seed)
         router.info.update(n_train=len(data), refit_on_all=True)
     return TrainResult(router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores)
