@@ -53,14 +53,13 @@ def select_depth(encoder: Encoder, texts: Sequence[str], labels: np.ndarray, see
     full = encoder_depth(encoder.name)
     options = list(dict.fromkeys(d for d in depths if d is None or d < full))
     options.sort(key=lambda d: full if d is None else d)
-    tried: list[DepthChoice] = []
+    tried = []
     for layers in options:
         enc = encoder if layers == encoder.layers else encoder.with_layers(layers)
         embeddings = enc.encode(texts, progress=progress)
         selection = select_head(embeddings, texts, labels, seed)
-        tried.append(DepthChoice(enc, embeddings, selection, {}))
-    quality = [t.selection.scores[t.selection.name] for t in tried]
-    scores = {depth_name(t.encoder.layers): round(q, 4) for t, q in zip(tried, quality)}
-    chosen = next(t for t, q in zip(tried, quality) if q >= max(quality) - tolerance)
-    chosen.scores = scores
-    return chosen
+        tried.append((enc, embeddings, selection, selection.scores[selection.name]))
+    scores = {depth_name(enc.layers): round(quality, 4) for enc, _, _, quality in tried}
+    best = max(quality for *_, quality in tried)
+    enc, embeddings, selection, _ = next(t for t in tried if t[3] >= best - tolerance)
+    return DepthChoice(enc, embeddings, selection, scores)
