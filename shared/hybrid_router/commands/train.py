@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"loaded {len(data)} queries from {args.data} (metric: {data.metric or 'unspecified'})")
     result = train_router(
         data, labels=args.labels, relaxation=args.relaxation, recipe=args.recipe,
-        encoder=Encoder(args.encoder, layers=args.encoder_layers) if args.encoder_layers else args.encoder,
+        encoder=args.encoder if args.encoder_layers is None else Encoder(args.encoder, layers=args.encoder_layers),
         val_fraction=args.val_fraction, seed=args.seed, default_max_quality_drop=args.default_max_drop, progress=True,
     )
     if args.labels == "trans":
