@@ -42,10 +42,9 @@ def log_answer(
     text, n_in, n_out = _text_and_usage(answer)
     call_id = log.log_call(messages, answered, text, input_tokens=n_in, output_tokens=n_out,
                            latency_s=time.perf_counter() - started, source="langchain")
-    other = "large" if answered.answered_by == "small" else "small"
 
     def run_other() -> tuple[str, int | None, int | None]:
-        child, kwargs = other_model(other)
+        child, kwargs = other_model(answered.other)
         return _text_and_usage(child.invoke(messages, **kwargs))
 
     log.maybe_shadow(call_id, messages, answered, run_other)

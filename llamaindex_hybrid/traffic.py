@@ -41,7 +41,7 @@ def log_answer(log: RoutingLog, answered: Answered, response: Any, started: floa
     conversation = prompt if prompt is not None else messages
     call_id = log.log_call(conversation, answered, text, input_tokens=n_in, output_tokens=n_out,
                            latency_s=time.perf_counter() - started, source="llamaindex")
-    other = child("large" if answered.answered_by == "small" else "small")
+    other = child(answered.other)
 
     def run_other() -> tuple[str, int, int]:
         reply = other.complete(prompt) if prompt is not None else other.chat(messages or [])

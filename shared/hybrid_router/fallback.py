@@ -47,6 +47,11 @@ class Answered:
         return self.fallback_reason is not None
 
     @property
+    def other(self) -> str:
+        """The model that did not answer (the one a shadow call asks)."""
+        return "large" if self.answered_by == "small" else "small"
+
+    @property
     def model_name(self) -> str | None:
         """The name of the model that answered."""
         return self.model_names[0] if self.answered_by == "small" else self.model_names[1]

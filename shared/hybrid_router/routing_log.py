@@ -187,7 +187,7 @@ class RoutingLog:
         """
         if self.shadow_rate <= 0 or self._rng.random() >= self.shadow_rate or self._closed:
             return None
-        other = "large" if answered.answered_by == "small" else "small"
+        other = answered.other
         model = answered.model_names[0 if other == "small" else 1]
         if self._shadow_pool is None:
             self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hybrid-llm-shadow")
