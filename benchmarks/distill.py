@@ -37,11 +37,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from hybrid_router import Answered, RouteDecision  # noqa: E402
-from hybrid_router.distill import DistillConfig, distill  # noqa: E402
-from hybrid_router.exports import export_sft, read_sft_jsonl  # noqa: E402
-from hybrid_router.log_scoring import EmbedScorer, MatchScorer, load_references, read_scores, score_log  # noqa: E402
-from hybrid_router.local_models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
-from hybrid_router.routing_log import RoutingLog, read_calls  # noqa: E402
+from hybrid_router.local.distill import DistillConfig, distill  # noqa: E402
+from hybrid_router.traffic.exports import export_sft, read_sft_jsonl  # noqa: E402
+from hybrid_router.traffic.log_scoring import EmbedScorer, MatchScorer, load_references, read_scores, score_log  # noqa: E402
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls  # noqa: E402
 
 NAMES = ["Sam", "Maria", "Tom", "Aisha", "Leo", "Nina", "Omar", "Julia", "Ken", "Rosa", "Ivan", "Mei"]
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hybrid_router import Answered, RouteDecision
-from hybrid_router.routing_log import RoutingLog, read_calls
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls
 
 
 def main() -> None:

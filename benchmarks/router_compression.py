@@ -33,10 +33,10 @@ import torch  # noqa: E402
 from router_latency import BATCH_QUERIES, LONG, SHORT, summarize, time_alternating  # noqa: E402
 
 from hybrid_router import HybridRouter, load_routing_data  # noqa: E402
-from hybrid_router.data import shipped_path  # noqa: E402
-from hybrid_router.encoder import DEFAULT_ENCODER, Encoder  # noqa: E402
-from hybrid_router.evaluation import evaluate_scores, format_table  # noqa: E402
-from hybrid_router.training import train_router  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
+from hybrid_router.core.encoder import DEFAULT_ENCODER, Encoder  # noqa: E402
+from hybrid_router.train.evaluation import evaluate_scores, format_table  # noqa: E402
+from hybrid_router.train.training import train_router  # noqa: E402
 
 CACHE = Path("scratch/router_compression")
 REFERENCE = "torch"

@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hybrid_router import HybridRouter, load_routing_data  # noqa: E402
-from hybrid_router.data import shipped_path  # noqa: E402
-from hybrid_router.encoder import BACKENDS, Encoder  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
+from hybrid_router.core.encoder import BACKENDS, Encoder  # noqa: E402
 
 SHORT = "What is the capital of Australia, and why was it chosen over Sydney or Melbourne?"
 LONG = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "

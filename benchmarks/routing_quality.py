@@ -40,10 +40,10 @@ import torch  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from hybrid_router import HybridRouter, RoutingData, load_routing_data  # noqa: E402
-from hybrid_router.data import shipped_path  # noqa: E402
-from hybrid_router.embedding_cache import CachedEncoder  # noqa: E402
-from hybrid_router.encoder import Encoder  # noqa: E402
-from hybrid_router.evaluation import (  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
+from hybrid_router.train.embedding_cache import CachedEncoder  # noqa: E402
+from hybrid_router.core.encoder import Encoder  # noqa: E402
+from hybrid_router.train.evaluation import (  # noqa: E402
     RoutingReport,
     evaluate_scores,
     format_table,
@@ -52,8 +52,8 @@ from hybrid_router.evaluation import (  # noqa: E402
     random_curve,
     report_from_curve,
 )
-from hybrid_router.labels import LABEL_MODES, deterministic_labels  # noqa: E402
-from hybrid_router.training import DEFAULT_RECIPE, train_router  # noqa: E402
+from hybrid_router.train.labels import LABEL_MODES, deterministic_labels  # noqa: E402
+from hybrid_router.train.training import DEFAULT_RECIPE, train_router  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ALPACA = ROOT.parent / "shared" / "data" / "routing" / "alpaca_eval2_llama3.2-3b_vs_gpt4turbo.csv"

@@ -1,4 +1,4 @@
-"""The small model quantized to int8 next to float32, on CPU (see :mod:`hybrid_router.quantize`).
+"""The small model quantized to int8 next to float32, on CPU (see :mod:`hybrid_router.local.quantize`).
 
 Variants: float32; ``int8`` (weight-only, per-channel scales, bf16 matmul kernel); ``int8-dynamic`` (torch.ao dynamic
 quantization, int8 weights and activations). For real questions (GSM8K and MT-Bench first turns from the shipped
@@ -25,10 +25,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from hybrid_router import load_routing_data  # noqa: E402
-from hybrid_router.data import shipped_path  # noqa: E402
-from hybrid_router.encoder import Encoder  # noqa: E402
-from hybrid_router.local_models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
-from hybrid_router.quantize import quantize_model, state_size_mb  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
+from hybrid_router.core.encoder import Encoder  # noqa: E402
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
+from hybrid_router.local.quantize import quantize_model, state_size_mb  # noqa: E402
 
 
 def questions(n: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Rebuild the shipped default router (``shared/hybrid_router/default_router/``) from the shipped data.
+"""Rebuild the shipped default router (``shared/hybrid_router/core/default_router/``) from the shipped data.
 
 One router trained on the three shipped RouteLLM sets pooled (GSM8K, MMLU, MT-Bench first turns; Mixtral-8x7B
 vs GPT-4), det labels (one answer per model and query), the default ``auto`` recipe, ``train_router``'s 80/20
@@ -9,7 +9,7 @@ tell the sets apart), and one router is what ``HybridRouter.default()`` can ship
 Embeddings are cached under ``scratch/emb_cache/`` (git-ignored); encoding all 15k queries from scratch takes
 10-20 minutes on one CPU thread.
 
-Usage: python benchmarks/train_default_router.py [--out shared/hybrid_router/default_router]
+Usage: python benchmarks/train_default_router.py [--out shared/hybrid_router/core/default_router]
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from hybrid_router import HybridRouter, RoutingData, load_routing_data  # noqa: E402
-from hybrid_router.data import SHIPPED_DATASETS, shipped_path  # noqa: E402
-from hybrid_router.embedding_cache import CachedEncoder  # noqa: E402
-from hybrid_router.evaluation import evaluate_scores, format_table  # noqa: E402
-from hybrid_router.training import DEFAULT_RECIPE, train_router  # noqa: E402
+from hybrid_router.train.data import SHIPPED_DATASETS, shipped_path  # noqa: E402
+from hybrid_router.train.embedding_cache import CachedEncoder  # noqa: E402
+from hybrid_router.train.evaluation import evaluate_scores, format_table  # noqa: E402
+from hybrid_router.train.training import DEFAULT_RECIPE, train_router  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HARD = ("Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
@@ -54,7 +54,7 @@ def pooled_data() -> RoutingData:
 def main() -> None:
     """Train, report per-set validation metrics, save and check the router."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(ROOT / "shared" / "hybrid_router" / "default_router"))
+    parser.add_argument("--out", default=str(ROOT / "shared" / "hybrid_router" / "core" / "default_router"))
     parser.add_argument("--cache-dir", default=str(ROOT / "scratch" / "emb_cache"))
     args = parser.parse_args()
     torch.set_num_threads(1)

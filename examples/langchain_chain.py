@@ -15,7 +15,7 @@ from langchain_models import example_models
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "Answer in one short sentence."), ("human", "{question}")])

@@ -16,7 +16,7 @@ from langchain_models import example_models
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel, get_hybrid_cost_callback
 
 QUESTIONS = [

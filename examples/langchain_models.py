@@ -19,8 +19,8 @@ import torch  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 
-from hybrid_router.commands.serve import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
-from hybrid_router.local_server import LocalOpenAIServer  # noqa: E402
+from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
+from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
 from langchain_hybrid import local_chat_model  # noqa: E402
 
 torch.set_num_threads(1)  # a 135M model gains little from more threads on a small CPU

@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_huggingface import HuggingFaceEmbeddings
 
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel
 
 DATA = Path(__file__).resolve().parent / "data"

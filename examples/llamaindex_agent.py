@@ -20,7 +20,7 @@ from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
 from llama_index.core.tools import FunctionTool
 
 from hybrid_router import routing
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM
 
 

@@ -20,7 +20,7 @@ from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.llms import ChatMessage
 
 from hybrid_router import routing
-from hybrid_router.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
+from hybrid_router.serve.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
 from llamaindex_hybrid import HybridLLM, track_costs
 
 QUERIES = DEMO_QUERIES[::2]  # six queries, easy to hard

@@ -18,8 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from llama_index.core.llms import LLM  # noqa: E402
 
-from hybrid_router.commands.serve import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
-from hybrid_router.local_server import LocalOpenAIServer  # noqa: E402
+from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
+from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
 from llamaindex_hybrid.local import local_llm  # noqa: E402
 
 torch.set_num_threads(1)  # a 135M model gains little from more threads on a small CPU

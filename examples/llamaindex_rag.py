@@ -20,7 +20,7 @@ from llama_index.core import Settings, SimpleDirectoryReader, VectorStoreIndex
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
 from hybrid_router import routing
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -16,12 +16,11 @@ decision down as a private call kwarg. ``_generate``/``_stream`` then run the ch
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
 from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
-from hybrid_router.options import ROUTES
-from hybrid_router.routing_log import RoutingLog
+from hybrid_router.core.options import ROUTES
+from hybrid_router.traffic.routing_log import RoutingLog
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
@@ -42,12 +41,6 @@ DECISION_KEY = "_hybrid_decision"
 BINDINGS_KEY = "_hybrid_child_kwargs"
 
 
-@lru_cache(maxsize=1)
-def shared_default_router() -> HybridRouter:
-    """The shipped router, loaded once per process and shared by every model that does not name its own."""
-    return HybridRouter.default()
-
-
 class HybridChatModel(BaseChatModel):
     """Routes each call to ``small`` or ``large`` with a Hybrid LLM router; a Runnable like any chat model.
 
@@ -64,7 +57,7 @@ class HybridChatModel(BaseChatModel):
     """The cheap model, used when the router's score reaches the quality threshold."""
     large: BaseChatModel
     """The expensive model."""
-    router: HybridRouter = Field(default_factory=shared_default_router, exclude=True)
+    router: HybridRouter = Field(default_factory=HybridRouter.shared_default, exclude=True)
     """The router (default: the shipped one)."""
     quality_threshold: float | None = None
     """Default quality threshold in [0, 1] (None: the router's default); higher sends more calls to ``large``."""

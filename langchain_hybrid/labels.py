@@ -1,6 +1,6 @@
 """Stamp answers with who answered: ``response_metadata["model_name"]`` and ``response_metadata["hybrid_router"]``.
 
-Each stamped answer is also reported to :func:`hybrid_router.records.record_routes` blocks, for callers whose
+Each stamped answer is also reported to :func:`hybrid_router.core.records.record_routes` blocks, for callers whose
 chain drops the message (output parsers, retrieval chains, agents).
 
 ``model_name`` is the answering child's name, so LangChain's usage callbacks and tracers count the tokens under
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from hybrid_router import Answered
-from hybrid_router.records import add_route_record
+from hybrid_router.core.records import add_route_record
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 MODEL_NAME_KEY = "model_name"

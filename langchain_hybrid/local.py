@@ -3,7 +3,7 @@
 ``ChatHuggingFace(llm=HuggingFacePipeline(...))`` was tried first and falls short for routing: it reports no
 ``usage_metadata`` (so no cost tracking), has no async path for pipelines (``ainvoke`` raises
 NotImplementedError), rejects any conversation whose last message is not a HumanMessage (tool results) and never
-parses tool calls. :class:`LocalChatModel` is a thin adapter over :class:`hybrid_router.local_chat.LocalChat`.
+parses tool calls. :class:`LocalChatModel` is a thin adapter over :class:`hybrid_router.local.chat.LocalChat`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from hybrid_router.local_chat import ChatOutput, LocalChat
-from hybrid_router.local_models import DEFAULT_SMALL_MODEL
+from hybrid_router.local.chat import ChatOutput, LocalChat
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL
 
 PROVIDER = "huggingface"
 
@@ -121,7 +121,7 @@ def local_chat_model(name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 6
                      **kwargs: Any) -> LocalChatModel:
     """A :class:`LocalChatModel` for a shipped short name (``"smollm2-135m"``), a Hugging Face id or a local folder.
 
-    The weights are loaded once per process and shared (see :func:`hybrid_router.local_models.load_small_model`).
+    The weights are loaded once per process and shared (see :func:`hybrid_router.local.models.load_small_model`).
     """
     return LocalChatModel(chat=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature,
                           **kwargs)

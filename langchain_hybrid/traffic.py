@@ -1,4 +1,4 @@
-"""Write answered calls to a :class:`hybrid_router.routing_log.RoutingLog`, with optional shadow answers.
+"""Write answered calls to a :class:`hybrid_router.traffic.routing_log.RoutingLog`, with optional shadow answers.
 
 The log does the work off the request path; this adapter only pulls the text and token counts out of LangChain
 messages and gives the log a way to ask the model that did not answer (for shadow pairs). Shadow calls run in the
@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from hybrid_router import Answered
-from hybrid_router.routing_log import RoutingLog
+from hybrid_router.traffic.routing_log import RoutingLog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 

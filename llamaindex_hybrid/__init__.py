@@ -1,6 +1,6 @@
 """llamaindex_hybrid: Hybrid LLM routing for LlamaIndex (``HybridLLM``, routing events, cost tracking)."""
 
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 
 from .cost import HybridCostHandler, track_costs
 from .events import HybridRouteEvent

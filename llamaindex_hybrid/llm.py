@@ -10,7 +10,6 @@ The children emit their own LLM events and callbacks (token counters count each 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
@@ -32,11 +31,11 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
-from hybrid_router.conversation import router_text
-from hybrid_router.options import OPTION_ALIASES, resolve_options
-from hybrid_router.pinning import RoutePins
-from hybrid_router.records import add_route_record
-from hybrid_router.routing_log import RoutingLog
+from hybrid_router.core.conversation import router_text
+from hybrid_router.core.options import OPTION_ALIASES, resolve_options
+from hybrid_router.core.pinning import RoutePins
+from hybrid_router.core.records import add_route_record
+from hybrid_router.traffic.routing_log import RoutingLog
 
 from .events import emit_route_event
 from .traffic import log_answer
@@ -49,12 +48,6 @@ except ImportError:  # pragma: no cover - llama-index-workflows is a dependency 
 
 METADATA_KEY = "hybrid_router"
 R = TypeVar("R", ChatResponse, CompletionResponse)
-
-
-@functools.lru_cache(maxsize=1)
-def _default_router() -> HybridRouter:
-    """The shipped router, loaded once per process and shared by every HybridLLM that gets no router."""
-    return HybridRouter.default()
 
 
 def _smaller(a: int, b: int) -> int:
@@ -99,7 +92,7 @@ class HybridLLM(FunctionCallingLLM):
     engines and agents, which call the LLM without kwargs), then this model's own default fields, then the
     router's default threshold. Each response carries ``additional_kwargs["hybrid_router"]`` (route, score,
     threshold, source, fallback...), streamed chunks included; engines and agents keep only the answer text, so
-    ``hybrid_router.records.record_routes()`` collects the same records for every call made inside it.
+    ``hybrid_router.core.records.record_routes()`` collects the same records for every call made inside it.
 
     Inside one workflow run (every agent run is one), the first call's answering model is pinned and later
     calls of the run reuse it, so tool-call messages never cross providers; a call kwarg still overrides, and
@@ -127,7 +120,7 @@ class HybridLLM(FunctionCallingLLM):
 
     def __init__(self, small: LLM, large: LLM, router: Optional[HybridRouter] = None, **kwargs: Any) -> None:
         share_callbacks = kwargs.get("callback_manager") is not None
-        super().__init__(small=small, large=large, router=router or _default_router(), **kwargs)
+        super().__init__(small=small, large=large, router=router or HybridRouter.shared_default(), **kwargs)
         self._defaults = RoutingOptions(self.quality_threshold, self.max_quality_drop, self.large_share, self.route)
         self._runner = FallbackRunner(
             timeout=self.timeout,

@@ -2,7 +2,7 @@
 
 ``llama_index.llms.huggingface.HuggingFaceLLM`` was tried first: it reports no token counts when streaming (its own
 TODO), ignores per-call options, renders only role + content (tool calls and tool results are dropped) and cannot
-call tools. :class:`LocalLLM` is a thin adapter over :class:`hybrid_router.local_chat.LocalChat` that reports exact
+call tools. :class:`LocalLLM` is a thin adapter over :class:`hybrid_router.local.chat.LocalChat` that reports exact
 usage (``raw["usage"]`` and ``additional_kwargs``, the OpenAI LLM's convention, so ``TokenCountingHandler`` and the
 hybrid cost handler read real counts) and calls tools when the model's chat template supports them.
 """
@@ -29,8 +29,8 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import ConfigDict, Field
 
-from hybrid_router.local_chat import ChatOutput, LocalChat
-from hybrid_router.local_models import DEFAULT_SMALL_MODEL
+from hybrid_router.local.chat import ChatOutput, LocalChat
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL
 
 _DONE = object()
 
@@ -176,7 +176,7 @@ def local_llm(name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 64, temp
               **kwargs: Any) -> LocalLLM:
     """A :class:`LocalLLM` for a shipped short name (``"smollm2-135m"``), a Hugging Face id or a local folder.
 
-    The weights are loaded once per process and shared (see :func:`hybrid_router.local_models.load_small_model`).
+    The weights are loaded once per process and shared (see :func:`hybrid_router.local.models.load_small_model`).
     """
     return LocalLLM(chat_engine=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature,
                     **kwargs)

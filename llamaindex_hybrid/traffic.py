@@ -1,4 +1,4 @@
-"""Write answered HybridLLM calls to a :class:`hybrid_router.routing_log.RoutingLog`, with optional shadow answers.
+"""Write answered HybridLLM calls to a :class:`hybrid_router.traffic.routing_log.RoutingLog`, with optional shadow answers.
 
 Tokens are counted as LlamaIndex's ``TokenCountingHandler`` counts them (provider usage, else the tokenizer's
 estimate). Shadow answers (the model that did not answer, asked in the log's background threads) use the plain
@@ -17,10 +17,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.utilities.token_counting import TokenCounter
 
 from hybrid_router import Answered
-from hybrid_router.routing_log import RoutingLog
-
-_COUNTER = TokenCounter()
-
+from hybrid_router.traffic.routing_log import RoutingLog
 
 def _text_and_tokens(response: Any, messages: Optional[List[ChatMessage]], prompt: Optional[str]
                      ) -> tuple[str, int, int]:
@@ -30,7 +27,8 @@ def _text_and_tokens(response: Any, messages: Optional[List[ChatMessage]], promp
     else:
         payload = {EventPayload.MESSAGES: messages or [], EventPayload.RESPONSE: response}
         text = response.message.content or ""
-    counts = get_llm_token_counts(_COUNTER, payload)
+    # A counter per call: it takes LlamaIndex's tokenizer now, so a later ``Settings.tokenizer`` is honoured.
+    counts = get_llm_token_counts(TokenCounter(), payload)
     return text, counts.prompt_token_count, counts.completion_token_count
 
 

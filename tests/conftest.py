@@ -25,4 +25,4 @@ def default_router():
     """The router shipped with the package (loaded once per test session)."""
     from hybrid_router import HybridRouter
 
-    return HybridRouter.default()
+    return HybridRouter.shared_default()

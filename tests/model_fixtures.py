@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from hybrid_router.local_models import DEFAULT_SMALL_MODEL
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL
 
 MAX_TOKENS = 16
 API_KEY = "not-needed"
@@ -20,15 +20,15 @@ API_KEY = "not-needed"
 @pytest.fixture(scope="session")
 def small_hf_model() -> tuple[Any, Any]:
     """(model, tokenizer) of the shipped SmolLM2-135M-Instruct."""
-    from hybrid_router.local_models import load_small_model
+    from hybrid_router.local.models import load_small_model
 
     return load_small_model(DEFAULT_SMALL_MODEL)
 
 
 @pytest.fixture(scope="session")
 def small_local_chat(small_hf_model):
-    """The shared generation engine (:class:`hybrid_router.local_chat.LocalChat`) over the small model."""
-    from hybrid_router.local_chat import LocalChat
+    """The shared generation engine (:class:`hybrid_router.local.chat.LocalChat`) over the small model."""
+    from hybrid_router.local.chat import LocalChat
 
     model, tokenizer = small_hf_model
     return LocalChat(model, tokenizer, name=DEFAULT_SMALL_MODEL, max_new_tokens=MAX_TOKENS)
@@ -52,8 +52,8 @@ def small_llamaindex_llm(small_local_chat):
 
 @pytest.fixture(scope="session")
 def local_openai_server() -> Iterator[Any]:
-    """The running :class:`hybrid_router.local_server.LocalOpenAIServer` (``.base_url``, ``.model_name``)."""
-    from hybrid_router.local_server import LocalOpenAIServer
+    """The running :class:`hybrid_router.local.server.LocalOpenAIServer` (``.base_url``, ``.model_name``)."""
+    from hybrid_router.local.server import LocalOpenAIServer
 
     server = LocalOpenAIServer(DEFAULT_SMALL_MODEL)
     with server:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hybrid_router import DataError, load_routing_data
-from hybrid_router.data import SHIPPED_DATASETS, shipped_path
+from hybrid_router.train.data import SHIPPED_DATASETS, shipped_path
 
 
 def write(path, text):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hybrid_router.cli import main
-from hybrid_router.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
+from hybrid_router.serve.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
 
 
 def test_demo_queries_span_trivial_to_hard():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from hybrid_router import HybridRouter, load_routing_data
-from hybrid_router.data import shipped_path
-from hybrid_router.data_io import RoutingData
-from hybrid_router.depth import DEFAULT_DEPTHS, select_depth
-from hybrid_router.encoder import Encoder
-from hybrid_router.training import train_router
+from hybrid_router.train.data import shipped_path
+from hybrid_router.train.data_io import RoutingData
+from hybrid_router.train.depth import DEFAULT_DEPTHS, select_depth
+from hybrid_router.core.encoder import Encoder
+from hybrid_router.train.training import train_router
 
 N = 300
 

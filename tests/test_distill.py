@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hybrid_router.cli import main
-from hybrid_router.distill import INFO_FILE, IGNORE_INDEX, DistillConfig, distill, tokenize_conversation
-from hybrid_router.exports import read_sft_jsonl
-from hybrid_router.local_models import load_small_model
+from hybrid_router.local.distill import INFO_FILE, IGNORE_INDEX, DistillConfig, distill, tokenize_conversation
+from hybrid_router.traffic.exports import read_sft_jsonl
+from hybrid_router.local.models import load_small_model
 
 EXAMPLES = [
     [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "2 + 3 = 5. The answer is 5."}],
@@ -84,8 +84,8 @@ def test_five_step_distillation_changes_weights_and_reloads(tmp_path, small_hf_m
 
 @pytest.mark.real_model
 def test_int8_quantized_copy_is_smaller_keeps_quality_and_generates(small_hf_model):
-    from hybrid_router.local_chat import LocalChat
-    from hybrid_router.quantize import Int8WeightOnlyLinear, quantize_model, state_size_mb
+    from hybrid_router.local.chat import LocalChat
+    from hybrid_router.local.quantize import Int8WeightOnlyLinear, quantize_model, state_size_mb
 
     model, tokenizer = small_hf_model
     quantized = quantize_model(model)

@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from hybrid_router import HybridRouter, load_routing_data
-from hybrid_router.data import shipped_path
-from hybrid_router.encoder import Encoder, EncoderLoadError, resolve_encoder_path
+from hybrid_router.train.data import shipped_path
+from hybrid_router.core.encoder import Encoder, EncoderLoadError, resolve_encoder_path
 
 TEXTS = [
     "hi",
@@ -89,7 +89,7 @@ def test_int8_backend_is_close_to_fp32(int8, texts, fp32_vectors):
 
 def test_onnx_backend_builds_into_the_cache_once_and_matches_fp32(tmp_path, monkeypatch, caplog, texts, fp32_vectors):
     monkeypatch.setenv("HYBRID_LLM_CACHE", str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="hybrid_router.encoder_onnx"):
+    with caplog.at_level(logging.INFO, logger="hybrid_router.core.encoder_onnx"):
         onnx = Encoder(backend="onnx")
     built = list((tmp_path / "encoders").glob("*.onnx"))
     assert len(built) == 1 and onnx.onnx_model.file == built[0]
@@ -98,7 +98,7 @@ def test_onnx_backend_builds_into_the_cache_once_and_matches_fp32(tmp_path, monk
     np.testing.assert_allclose(onnx.encode(texts[:1]), fp32_vectors[:1], atol=1e-4)
     caplog.clear()
     stamp = built[0].stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="hybrid_router.encoder_onnx"):
+    with caplog.at_level(logging.INFO, logger="hybrid_router.core.encoder_onnx"):
         again = Encoder(backend="onnx", threads=1)
     assert again.onnx_model.file == built[0] and built[0].stat().st_mtime_ns == stamp
     assert not caplog.records

@@ -9,11 +9,11 @@ import pytest
 
 from hybrid_router import Answered, FallbackRunner, RouteDecision, RoutingOptions, load_routing_data
 from hybrid_router.cli import main
-from hybrid_router.distill import IGNORE_INDEX, build_examples
-from hybrid_router.exports import PAIR_COLUMNS, export_pairs, export_sft, read_sft_jsonl
-from hybrid_router.log_scoring import JudgeScorer, read_scores, score_log
-from hybrid_router.routing_log import RoutingLog, read_calls
-from hybrid_router.training import train_router
+from hybrid_router.local.distill import IGNORE_INDEX, build_examples
+from hybrid_router.traffic.exports import PAIR_COLUMNS, export_pairs, export_sft, read_sft_jsonl
+from hybrid_router.traffic.log_scoring import JudgeScorer, read_scores, score_log
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls
+from hybrid_router.train.training import train_router
 
 LARGE = Answered(RouteDecision("large", 0.2, 0.5, "kwarg:quality_threshold", 0.5), "large", None, ("tiny", "big"))
 QUESTIONS = {  # question -> reference answer

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hybrid_router.data_io import RoutingData
-from hybrid_router.labels import find_relaxation, make_labels, mean_pairwise_difference
+from hybrid_router.train.data_io import RoutingData
+from hybrid_router.train.labels import find_relaxation, make_labels, mean_pairwise_difference
 
 
 def table(small, large, metric=None):

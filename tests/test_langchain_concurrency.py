@@ -1,7 +1,7 @@
 """1,000 concurrent ``ainvoke`` calls, each with its own threshold (kwarg, metadata or context): each is routed by it.
 
 The router is the shipped one (its trained head and MiniLM embeddings); its encoder reads the embeddings from an
-on-disk cache (``hybrid_router.embedding_cache.CachedEncoder``) filled once before the calls, so the test measures
+on-disk cache (``hybrid_router.train.embedding_cache.CachedEncoder``) filled once before the calls, so the test measures
 routing under concurrency rather than 1,000 transformer passes on a small CPU.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from hybrid_router import HybridRouter, routing
-from hybrid_router.embedding_cache import CachedEncoder
+from hybrid_router.train.embedding_cache import CachedEncoder
 
 from langchain_hybrid import HybridChatModel
 from lc_fakes import NO_NETWORK, ScriptedChatModel
@@ -30,7 +30,7 @@ QUERIES = [form.format(topic) for topic in TOPICS for form in FORMS]
 
 @pytest.fixture(scope="module")
 def cached_router(tmp_path_factory) -> HybridRouter:
-    folder = Path(str(resources.files("hybrid_router").joinpath("default_router")))
+    folder = Path(str(resources.files("hybrid_router.core").joinpath("default_router")))
     layers = HybridRouter.default().encoder_layers
     encoder = CachedEncoder("minilm", cache_dir=tmp_path_factory.mktemp("embeddings"), layers=layers)
     router = HybridRouter.load(folder, encoder=encoder)

@@ -121,7 +121,7 @@ def test_cost_handler_ignores_unrouted_models_and_validates_prices():
 
 
 def test_record_routes_sees_calls_hidden_by_an_output_parser(model):
-    from hybrid_router.records import record_routes
+    from hybrid_router.core.records import record_routes
     from langchain_core.output_parsers import StrOutputParser
 
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model | StrOutputParser()

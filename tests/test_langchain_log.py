@@ -5,7 +5,7 @@ import time
 import pytest
 from langchain_openai import ChatOpenAI
 
-from hybrid_router.routing_log import RoutingLog, read_calls
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls
 from langchain_hybrid import HybridChatModel
 
 pytestmark = pytest.mark.real_model

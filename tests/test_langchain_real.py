@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from hybrid_router.local_server import free_port
+from hybrid_router.local.server import free_port
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI

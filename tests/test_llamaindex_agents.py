@@ -16,7 +16,7 @@ from llama_index.core.llms import MockFunctionCallingLLM, MockLLM
 from llama_index.core.tools import FunctionTool
 
 from hybrid_router import routing
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM
 
 TOOL_ENTRY_POINTS = ["chat_with_tools", "achat_with_tools", "stream_chat_with_tools", "astream_chat_with_tools"]
@@ -222,7 +222,7 @@ def test_a_tool_call_without_any_message_is_rejected_before_any_call(hybrid, spi
 
 def test_route_pins_keep_the_first_answer_and_forget_the_oldest_runs():
     from hybrid_router import Answered, RouteDecision
-    from hybrid_router.pinning import RoutePins
+    from hybrid_router.core.pinning import RoutePins
 
     pins = RoutePins(max_runs=2)
     decision = RouteDecision("small", 0.8, 0.5, "context:quality_threshold", 0.5)

@@ -21,7 +21,7 @@ from llama_index.core.llms import MockFunctionCallingLLM, MockLLM
 from llama_index.core.llms.custom import CustomLLM
 
 from hybrid_router import AllModelsFailedError, routing
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM, HybridRouteEvent, track_costs
 
 QUESTION = "What is the capital of France?"

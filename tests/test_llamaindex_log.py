@@ -4,7 +4,7 @@ import pytest
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.openai_like import OpenAILike
 
-from hybrid_router.routing_log import RoutingLog, read_calls
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls
 from llamaindex_hybrid import HybridLLM
 
 pytestmark = pytest.mark.real_model

@@ -18,7 +18,7 @@ from llama_index.core.base.llms.types import LLMMetadata
 from llama_index.core.llms import MockLLM
 
 from hybrid_router import routing
-from hybrid_router.records import record_routes
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"

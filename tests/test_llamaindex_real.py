@@ -15,8 +15,8 @@ from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.tools import FunctionTool
 
 from hybrid_router import routing
-from hybrid_router.local_server import free_port
-from hybrid_router.records import record_routes
+from hybrid_router.local.server import free_port
+from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM, track_costs
 
 pytestmark = pytest.mark.real_model

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_router.local_chat import ChatOutput, parse_tool_calls
-from hybrid_router.local_models import SHIPPED_MODELS, cache_dir, model_path, shipped_gguf
+from hybrid_router.local.chat import ChatOutput, parse_tool_calls
+from hybrid_router.local.models import SHIPPED_MODELS, cache_dir, model_path, shipped_gguf
 
 # ---------------------------------------------------------------- plumbing (no model)
 
@@ -41,7 +41,7 @@ def test_shipped_model_file_and_cache_dir(monkeypatch, tmp_path):
 
 @pytest.mark.real_model
 def test_small_model_loads_from_the_converted_cache(small_hf_model):
-    from hybrid_router.local_models import load_small_model
+    from hybrid_router.local.models import load_small_model
 
     model, tokenizer = small_hf_model
     assert load_small_model()[0] is model  # one copy per process
@@ -53,7 +53,7 @@ def test_small_model_loads_from_the_converted_cache(small_hf_model):
 
 @pytest.mark.real_model
 def test_other_local_folders_load_through_the_same_code_path(small_hf_model):
-    from hybrid_router.local_chat import LocalChat
+    from hybrid_router.local.chat import LocalChat
 
     chat = LocalChat.load(model_path())  # a plain local folder, as any HF id or path would be
     assert chat.model is not small_hf_model[0] and chat.model.config.to_dict() == small_hf_model[0].config.to_dict()
@@ -134,7 +134,7 @@ def test_tools_reach_a_tool_capable_chat_template(small_hf_model):
 
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    from hybrid_router.local_chat import LocalChat
+    from hybrid_router.local.chat import LocalChat
 
     model, tokenizer = small_hf_model
     tool_tokenizer = copy.deepcopy(tokenizer)

@@ -8,7 +8,7 @@ import pytest
 
 from hybrid_router import Answered, RouteDecision
 from hybrid_router.cli import main
-from hybrid_router.log_scoring import (
+from hybrid_router.traffic.log_scoring import (
     EmbedScorer,
     JudgeParseError,
     JudgeScorer,
@@ -22,7 +22,7 @@ from hybrid_router.log_scoring import (
     read_scores,
     score_log,
 )
-from hybrid_router.routing_log import RoutingLog
+from hybrid_router.traffic.routing_log import RoutingLog
 
 SMALL = Answered(RouteDecision("small", 0.8, 0.5, "kwarg:quality_threshold", 0.5), "small", None, ("tiny", "big"))
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from hybrid_router import HybridRouter
-from hybrid_router.data_io import RoutingData
-from hybrid_router.features import FEATURE_NAMES, query_features, text_features
-from hybrid_router.head import BlendHead, KnnHead, LinearHead, LogisticHead, load_head
-from hybrid_router.recipes import (
+from hybrid_router.train.data_io import RoutingData
+from hybrid_router.core.features import FEATURE_NAMES, query_features, text_features
+from hybrid_router.core.head import BlendHead, KnnHead, LinearHead, LogisticHead, load_head
+from hybrid_router.train.recipes import (
     DEFAULT_RECIPE,
     FALLBACK,
     RECIPES,
@@ -21,7 +21,7 @@ from hybrid_router.recipes import (
     run_recipe,
     select_head,
 )
-from hybrid_router.training import fit_logistic, train_router
+from hybrid_router.train.training import fit_logistic, train_router
 
 DIM = 16
 EASY = ["What is the capital of France?", "Say hello.", "What colour is the sky?", "Name a fruit.",
@@ -210,7 +210,7 @@ def test_shipped_default_router_loads_offline_and_ranks_a_hard_query_below_a_tri
     from importlib import resources
     from pathlib import Path
 
-    folder = Path(str(resources.files("hybrid_router").joinpath("default_router")))
+    folder = Path(str(resources.files("hybrid_router.core").joinpath("default_router")))
     assert sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) < 10e6
     info = default_router.info
     assert info["recipe"] == "auto" and info["refit_on_all"] and default_router.calibration is not None
@@ -225,7 +225,7 @@ def test_shipped_default_router_loads_offline_and_ranks_a_hard_query_below_a_tri
 def test_shipped_default_threshold_splits_real_traffic(default_router):
     """Scores are probabilities that sit mostly above 0.5 here; the calibrated default still splits the calls."""
     from hybrid_router import load_routing_data
-    from hybrid_router.data import SHIPPED_DATASETS, shipped_path
+    from hybrid_router.train.data import SHIPPED_DATASETS, shipped_path
 
     pooled = [q for name in SHIPPED_DATASETS for q in load_routing_data(shipped_path(name)).queries]
     queries = [pooled[i] for i in np.random.default_rng(0).choice(len(pooled), 150, replace=False)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hybrid_router import Calibration, HybridRouter, RouterFileError, routing
-from hybrid_router.head import LogisticHead
+from hybrid_router.core.head import LogisticHead
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_router_without_calibration_rejects_share_targets(default_router):
 
 
 def test_hub_encoder_name_fails_fast_offline():
-    from hybrid_router.encoder import Encoder
+    from hybrid_router.core.encoder import Encoder
 
     with pytest.raises(RuntimeError, match="cannot load encoder"):
         Encoder("some-org/definitely-not-a-local-model")

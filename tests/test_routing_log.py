@@ -10,7 +10,7 @@ import time
 import pytest
 
 from hybrid_router import Answered, RouteDecision
-from hybrid_router.routing_log import RoutingLog, read_calls
+from hybrid_router.traffic.routing_log import RoutingLog, read_calls
 
 DECISION = RouteDecision("small", 0.8, 0.5, "kwarg:quality_threshold", 0.5)
 ANSWERED = Answered(DECISION, "small", None, ("tiny-model", "big-model"))
@@ -83,7 +83,7 @@ def test_sigkill_mid_write_loses_no_committed_row_and_never_corrupts(tmp_path):
     child = textwrap.dedent(f"""
         import sys
         from hybrid_router import Answered, RouteDecision
-        from hybrid_router.routing_log import RoutingLog
+        from hybrid_router.traffic.routing_log import RoutingLog
         d = RouteDecision("large", 0.1, 0.5, "default:quality_threshold", 0.5)
         a = Answered(d, "large", None, ("s", "l"))
         log = RoutingLog({str(db)!r})

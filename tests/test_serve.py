@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from hybrid_router.backends import LocalBackend, OpenAIBackend
-from hybrid_router.local_server import free_port
-from hybrid_router.openai_app import RequestError, RouterService, create_app, model_options, parse_request
+from hybrid_router.serve.backends import LocalBackend, OpenAIBackend
+from hybrid_router.local.server import free_port
+from hybrid_router.serve.app import RequestError, RouterService, create_app, model_options, parse_request
 
 pytestmark = pytest.mark.real_model
 

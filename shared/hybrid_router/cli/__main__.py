@@ -1,0 +1,7 @@
+"""``python -m hybrid_router.cli``: the console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

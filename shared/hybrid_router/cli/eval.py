@@ -1,0 +1,40 @@
+"""``hybrid-llm eval --router DIR DATA [--plot out.png]``: router vs random vs oracle on labelled data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..train.data_io import load_routing_data
+from ..train.evaluation import evaluate_with_references, format_table, plot_reports
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    p = sub.add_parser("eval", help="evaluate a router on labelled routing data",
+                       description="Cost advantage, quality drop, APGR and CPT of a router next to random and oracle.")
+    p.add_argument("data", help="CSV or JSONL file (optionally .gz)")
+    p.add_argument("--router", default=None, help="router folder (default: the shipped router)")
+    p.add_argument("--plot", default=None, help="write a PNG of quality vs large-call share")
+    p.add_argument("--json", default=None, help="also write the metrics as JSON")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip rows with missing/non-numeric scores")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score every query and print the metrics table."""
+    from ..core.router import HybridRouter
+
+    data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
+    router = HybridRouter.load(args.router) if args.router else HybridRouter.default()
+    scores = router.score_texts(data.queries, progress=True)
+    reports = evaluate_with_references(scores, data.mean_small(), data.mean_large())
+    print(f"{len(data)} queries from {args.data}" + (f" ({data.skipped_rows} bad rows skipped)" if data.skipped_rows else ""))
+    print(format_table([r.row() for r in reports]))
+    if args.plot:
+        plot_reports(reports, args.plot, title=f"{args.data}")
+        print(f"wrote {args.plot}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([r.row() for r in reports], fh, indent=1)
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``hybrid-llm`` console script (see :mod:`hybrid_router.cli`)."""

@@ -1,0 +1,31 @@
+"""The routing decision: where one query goes and why."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where one query goes and why.
+
+    ``score`` is None when the route was forced; ``threshold_source`` names the layer and key that decided, e.g.
+    ``"metadata:quality_threshold"``, ``"context:large_share"``, ``"default:quality_threshold"``, ``"kwarg:route"``.
+    ``requested`` is the value that was asked for (a threshold, a share, a drop, or the forced route).
+    """
+
+    target: str
+    score: float | None
+    threshold: float | None
+    threshold_source: str
+    requested: float | str | None = None
+
+    @property
+    def other(self) -> str:
+        """The model not chosen."""
+        return "large" if self.target == "small" else "small"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-able)."""
+        return asdict(self)

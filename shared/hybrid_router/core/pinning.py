@@ -1,0 +1,66 @@
+"""Keep one model for every call of one run (an agent run, a workflow run, a conversation turn).
+
+An agent makes several LLM calls per user request: tool calls, tool results, the final answer. Routing each call
+on its own can switch models mid-run, and one provider's tool-call messages may then reach the other. The
+wrappers key a :class:`RoutePins` by the framework's run id: the first answered call of a run pins the model
+that answered, and later calls of that run reuse it (with fallback still on if that model fails).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Hashable
+
+from .fallback import Answered
+from .decision import RouteDecision
+
+PINNED_PREFIX = "pinned:"
+
+
+class RoutePins:
+    """Run key -> pinned :class:`RouteDecision`; keeps the ``max_runs`` most recently used runs (thread-safe)."""
+
+    def __init__(self, max_runs: int = 1024):
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1, got {max_runs!r}")
+        self.max_runs = max_runs
+        self._pins: OrderedDict[Hashable, RouteDecision] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable | None) -> RouteDecision | None:
+        """The pinned decision of run ``key`` (None when the run has none or ``key`` is None)."""
+        if key is None:
+            return None
+        with self._lock:
+            decision = self._pins.get(key)
+            if decision is not None:
+                self._pins.move_to_end(key)
+            return decision
+
+    def pin(self, key: Hashable | None, answered: Answered) -> RouteDecision | None:
+        """Pin the model that answered to run ``key`` unless the run is already pinned; returns the run's pin.
+
+        The pinned decision targets the model that answered (the fallback, when there was one), keeps the first
+        decision's score and threshold, and its ``threshold_source`` gets a ``"pinned:"`` prefix.
+        """
+        if key is None:
+            return None
+        first = answered.decision
+        source = first.threshold_source
+        pinned = RouteDecision(
+            target=answered.answered_by,
+            score=first.score,
+            threshold=first.threshold,
+            threshold_source=source if source.startswith(PINNED_PREFIX) else PINNED_PREFIX + source,
+            requested=first.requested,
+        )
+        with self._lock:
+            current = self._pins.setdefault(key, pinned)
+            self._pins.move_to_end(key)
+            while len(self._pins) > self.max_runs:
+                self._pins.popitem(last=False)
+            return current
+
+    def __len__(self) -> int:
+        return len(self._pins)

@@ -1,0 +1,227 @@
+"""The Hybrid LLM router: encoder + head -> score = P[q(small) >= q(large) - t]; small iff score >= threshold."""
+
+from __future__ import annotations
+
+import json
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from .calibration import Calibration
+from .conversation import router_text
+from .decision import RouteDecision
+from .encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_ENCODER, Encoder
+from .head import RouterHead, load_head
+from .options import RoutingOptions, current_routing, resolve_options, validate_fraction
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "router.json"
+HEAD_FILE = "head.safetensors"
+DEFAULT_THRESHOLD = 0.5
+
+_SHARED_DEFAULT: "HybridRouter | None" = None
+_SHARED_DEFAULT_LOCK = threading.Lock()
+
+
+class RouterFileError(ValueError):
+    """A router folder that is missing, incomplete or corrupt."""
+
+
+class HybridRouter:
+    """Scores queries and routes them between a small and a large model.
+
+    Use :meth:`default` for the shipped router, :meth:`load` for a trained one, ``hybrid_router.training`` to train.
+    """
+
+    def __init__(
+        self,
+        head: RouterHead,
+        *,
+        encoder: Encoder | str = DEFAULT_ENCODER,
+        calibration: Calibration | None = None,
+        label_mode: str = "det",
+        relaxation: float = 0.0,
+        default_threshold: float = DEFAULT_THRESHOLD,
+        info: dict[str, Any] | None = None,
+        encoder_backend: str = DEFAULT_BACKEND,
+        encoder_layers: int | None = None,
+    ):
+        self.head = head
+        self._encoder = encoder if isinstance(encoder, Encoder) else None
+        self.encoder_name = encoder.name if isinstance(encoder, Encoder) else encoder
+        self.encoder_backend = encoder.backend if isinstance(encoder, Encoder) else encoder_backend
+        self.encoder_layers = encoder.layers if isinstance(encoder, Encoder) else encoder_layers
+        if self.encoder_backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {self.encoder_backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.calibration = calibration
+        self.label_mode = label_mode
+        self.relaxation = float(relaxation)
+        self.default_threshold = validate_fraction("default_threshold", default_threshold)
+        self.info = dict(info or {})
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- scoring
+    @property
+    def encoder(self) -> Encoder:
+        """The sentence encoder (loaded on first use)."""
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend, layers=self.encoder_layers)
+        return self._encoder
+
+    def score_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Scores of already-prepared router texts."""
+        return self.score_embeddings(self.encoder.encode(texts, batch_size=batch_size, progress=progress), texts)
+
+    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Scores of router texts already embedded by this router's encoder."""
+        return np.clip(self.head.predict(embeddings, list(texts)), 0.0, 1.0)
+
+    def score(self, query: str | Sequence[Any]) -> float:
+        """P[small is good enough] for a query string or a chat message list."""
+        return float(self.score_texts([router_text(query)])[0])
+
+    def score_batch(self, queries: Sequence[str | Sequence[Any]], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Scores for many queries at once (faster than calling :meth:`score` in a loop)."""
+        return self.score_texts([router_text(q) for q in queries], batch_size=batch_size, progress=progress)
+
+    # ---------------------------------------------------------------- routing
+    def threshold_for(self, options: RoutingOptions) -> float:
+        """The quality threshold an options layer asks for (calibration resolves share / drop targets)."""
+        if options.quality_threshold is not None:
+            return options.quality_threshold
+        if options.max_quality_drop is None and options.large_share is None:
+            return self.default_threshold
+        if self.calibration is None:
+            raise ValueError("this router has no calibration table: use quality_threshold, or train/calibrate it")
+        if options.max_quality_drop is not None:
+            return self.calibration.threshold_for_max_quality_drop(options.max_quality_drop)
+        return self.calibration.threshold_for_large_share(options.large_share)
+
+    def decide(self, query: str | Sequence[Any], options: RoutingOptions, source: str) -> RouteDecision:
+        """Route with options already resolved by a caller (the framework wrappers do their own layering).
+
+        ``source`` names the layer the options came from; empty options mean the router's default threshold.
+        """
+        text = router_text(query)  # validates even when the route is forced
+        if not options.is_set:
+            options, source = RoutingOptions(quality_threshold=self.default_threshold), "default"
+        key = options.key
+        if options.route is not None:
+            return RouteDecision(options.route, None, None, f"{source}:route", options.route)
+        threshold = self.threshold_for(options)
+        score = float(self.score_texts([text])[0])
+        target = "small" if score >= threshold else "large"
+        return RouteDecision(target, score, threshold, f"{source}:{key}", getattr(options, key))
+
+    def route(
+        self,
+        query: str | Sequence[Any],
+        quality_threshold: float | None = None,
+        *,
+        max_quality_drop: float | None = None,
+        large_share: float | None = None,
+        force: str | None = None,
+    ) -> RouteDecision:
+        """Decide small or large for ``query``.
+
+        Give at most one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or ``force``; otherwise the
+        active :func:`hybrid_router.routing` block decides, else the router's ``default_threshold``.
+        """
+        given = RoutingOptions(quality_threshold, max_quality_drop, large_share, force)
+        options, source = resolve_options([("argument", given), ("context", current_routing())])
+        return self.decide(query, options, source)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``router.json`` and ``head.safetensors`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "encoder": self.encoder_name,
+            "encoder_backend": self.encoder_backend,
+            "encoder_layers": self.encoder_layers,
+            "label_mode": self.label_mode,
+            "relaxation": self.relaxation,
+            "default_threshold": round(self.default_threshold, 7),  # as the calibration table's thresholds
+            "head": {"type": self.head.kind, **self.head.config()},
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "info": self.info,
+        }
+        tensors = {k: np.ascontiguousarray(v) for k, v in self.head.tensors().items()}
+        save_file(tensors, str(directory / HEAD_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, encoder: Encoder | None = None, backend: str | None = None) -> "HybridRouter":
+        """Load a router saved by :meth:`save`; a clear :class:`RouterFileError` if it is missing or corrupt.
+
+        ``backend`` ("torch", "onnx", "int8") overrides the encoder backend stored in the folder.
+        """
+        directory = Path(directory)
+        config_path, head_path = directory / CONFIG_FILE, directory / HEAD_FILE
+        for path in (config_path, head_path):
+            if not path.is_file():
+                raise RouterFileError(f"not a router folder: {path} is missing (expected {CONFIG_FILE} and {HEAD_FILE})")
+        try:
+            config = json.loads(config_path.read_text())
+            if not isinstance(config, dict):
+                raise ValueError("top level is not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RouterFileError(f"corrupt router config {config_path}: {exc}") from exc
+        if config.get("format_version") != FORMAT_VERSION:
+            raise RouterFileError(f"{config_path}: unsupported format_version {config.get('format_version')!r}")
+        try:
+            tensors = load_file(str(head_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise RouterFileError(f"corrupt router weights {head_path}: {exc}") from exc
+        layers = config.get("encoder_layers")
+        if encoder is not None and encoder.layers != layers:
+            raise ValueError(f"{config_path}: the router reads the first {layers or 'all'} layers of its encoder, but "
+                             f"the encoder given reads {encoder.layers or 'all'}: pass one with layers={layers}")
+        try:
+            head = load_head(config["head"], tensors)
+            calibration = Calibration.from_dict(config["calibration"]) if config.get("calibration") else None
+            return cls(
+                head,
+                encoder=encoder or config["encoder"],
+                calibration=calibration,
+                label_mode=config.get("label_mode", "det"),
+                relaxation=config.get("relaxation", 0.0),
+                default_threshold=config.get("default_threshold", DEFAULT_THRESHOLD),
+                info=config.get("info"),
+                encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
+                encoder_layers=layers,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RouterFileError(f"corrupt router folder {directory}: {exc!r}") from exc
+
+    @classmethod
+    def default(cls, *, backend: str | None = None) -> "HybridRouter":
+        """A new copy of the router shipped with the package (trained on the shipped RouteLLM data; loads offline).
+
+        Use :meth:`shared_default` to share one copy (and one loaded encoder) across the process.
+        """
+        return cls.load(Path(str(resources.files(__package__).joinpath("default_router"))), backend=backend)
+
+    @classmethod
+    def shared_default(cls) -> "HybridRouter":
+        """The process-wide shipped router: both framework wrappers and the server use this one copy."""
+        global _SHARED_DEFAULT
+        if _SHARED_DEFAULT is None:
+            with _SHARED_DEFAULT_LOCK:
+                if _SHARED_DEFAULT is None:
+                    _SHARED_DEFAULT = cls.default()
+        return _SHARED_DEFAULT
+
+    def __repr__(self) -> str:
+        layers = "" if self.encoder_layers is None else f", encoder_layers={self.encoder_layers}"
+        return f"HybridRouter(encoder={self.encoder_name!r}{layers}, head={self.head.kind!r}, labels={self.label_mode!r})"

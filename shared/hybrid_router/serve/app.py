@@ -1,0 +1,261 @@
+"""The router as an OpenAI-compatible chat-completions server (``hybrid-llm serve``).
+
+``POST /v1/chat/completions`` routes each request with :meth:`HybridRouter.decide` and answers with the chosen
+backend through :class:`FallbackRunner` (the other backend answers if the chosen one fails; 502 if both do).
+The ``model`` field picks the routing: ``hybrid`` (router default), ``hybrid:0.7`` (quality threshold),
+``hybrid:small`` / ``hybrid:large`` (forced). A body field ``quality_threshold`` (or ``max_quality_drop``,
+``large_share``, ``hybrid_route``) overrides it and is not forwarded. Responses name the model that answered in
+``model``, carry the routing record under ``hybrid_router`` and in ``x-hybrid-*`` headers. Bad requests get
+OpenAI-style error bodies (``{"error": {"message", "type", "param", "code"}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from .backends import ChatBackend
+from ..core.fallback import Answered, FallbackRunner
+from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options
+from ..core.router import HybridRouter, RouteDecision
+
+logger = logging.getLogger(__name__)
+
+MODEL_PREFIX = "hybrid"
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_TOKENS_LIMIT = 32768
+
+
+class RequestError(Exception):
+    """A request the server refuses, with its HTTP status and OpenAI error fields."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI-style error body."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A validated request: what to forward, how to route it, and whether to stream."""
+
+    body: dict[str, Any]
+    options: RoutingOptions
+    source: str
+    stream: bool
+
+
+def model_options(model: Any) -> RoutingOptions:
+    """Routing options named by the ``model`` field (see module docstring); RequestError for unknown names."""
+    if model is None or model == MODEL_PREFIX:
+        return RoutingOptions()
+    if not isinstance(model, str) or not model.startswith(MODEL_PREFIX + ":"):
+        raise RequestError(404, f"The model {model!r} does not exist: use 'hybrid', 'hybrid:<threshold in [0, 1]>', "
+                                "'hybrid:small' or 'hybrid:large'", "model", "model_not_found")
+    value = model[len(MODEL_PREFIX) + 1:]
+    if value in ("small", "large"):
+        return RoutingOptions(route=value)
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise RequestError(404, f"The model {model!r} does not exist: after 'hybrid:' give a threshold in [0, 1], "
+                                "'small' or 'large'", "model", "model_not_found") from None
+    try:
+        return RoutingOptions(quality_threshold=threshold)
+    except ValueError as exc:
+        raise RequestError(400, f"model {model!r}: {exc}", "model", "invalid_threshold") from None
+
+
+def _check_int(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not
+                              1 <= value <= MAX_TOKENS_LIMIT):
+        raise RequestError(400, f"{name} must be an integer in [1, {MAX_TOKENS_LIMIT}], got {value!r}", name)
+
+
+def _check_fields(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "messages must be a non-empty array of message objects", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RequestError(400, f"messages[{i}] must be an object with a role in {sorted(ROLES)}",
+                               f"messages[{i}]")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise RequestError(400, f"messages[{i}].content must be a string, an array of parts or null",
+                               f"messages[{i}].content")
+    for name in ("max_tokens", "max_completion_tokens"):
+        _check_int(body, name)
+    temperature = body.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not math.isfinite(temperature) or not 0 <= temperature <= 2):
+        raise RequestError(400, f"temperature must be a number in [0, 2], got {temperature!r}", "temperature")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and all(isinstance(s, str) and s for s in stop)):
+        raise RequestError(400, "stop must be a string or an array of non-empty strings", "stop")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise RequestError(400, "tools must be an array of tool objects", "tools")
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise RequestError(400, "stream must be a boolean", "stream")
+    if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
+        raise RequestError(400, "only n=1 is supported", "n")
+
+
+def parse_request(raw: bytes) -> ParsedRequest:
+    """Validate a request body; RequestError (4xx) on anything malformed."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"Invalid JSON body: {exc}", None, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    _check_fields(body)
+    from_model = model_options(body.get("model"))
+    routing_fields = {k: body[k] for k in OPTION_ALIASES if k in body}
+    try:
+        options, source = resolve_options([("request", routing_fields), ("model", from_model)])
+    except ValueError as exc:
+        raise RequestError(400, str(exc), next(iter(routing_fields), "model"), "invalid_routing_option") from None
+    forward = {k: v for k, v in body.items() if k not in OPTION_ALIASES}
+    return ParsedRequest(forward, options, source, bool(body.get("stream", False)))
+
+
+def route_headers(answered: Answered) -> dict[str, str]:
+    """``x-hybrid-*`` headers describing who answered."""
+    decision = answered.decision
+    return {
+        "x-hybrid-route": answered.answered_by,
+        "x-hybrid-decision": decision.target,
+        "x-hybrid-model": str(answered.model_name),
+        "x-hybrid-score": "" if decision.score is None else f"{decision.score:.4f}",
+        "x-hybrid-fallback": "true" if answered.fallback else "false",
+    }
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class RouterService:
+    """Routing + fallback over two backends, independent of the web framework (the app calls it in threads)."""
+
+    def __init__(self, router: HybridRouter, small: ChatBackend, large: ChatBackend, *,
+                 timeout: float | None = None, fallback: bool = True):
+        self.router = router
+        self.backends = {"small": small, "large": large}
+        self.runner = FallbackRunner(timeout=timeout, fallback=fallback, model_names=(small.name, large.name))
+
+    def decide(self, request: ParsedRequest) -> RouteDecision:
+        """The route for a request (RequestError 400 when the router cannot score it)."""
+        try:
+            return self.router.decide(request.body["messages"], request.options, request.source)
+        except ValueError as exc:
+            raise RequestError(400, str(exc), "messages") from None
+
+    def complete(self, request: ParsedRequest, decision: RouteDecision) -> tuple[dict[str, Any], Answered]:
+        """A whole answer with its routing record."""
+        result, answered = self.runner.run(decision, lambda target: self.backends[target].complete(request.body))
+        self._log(answered)
+        return {**result, "model": answered.model_name, "hybrid_router": answered.metadata()}, answered
+
+    def stream(self, request: ParsedRequest, decision: RouteDecision) -> Iterator[tuple[dict[str, Any], Answered]]:
+        """Chunks (with the answering model's name) and the routing record; the first chunk carries it too."""
+        first = True
+        for chunk, answered in self.runner.stream(decision, lambda t: self.backends[t].stream(request.body)):
+            chunk = {**chunk, "model": answered.model_name}
+            if first:
+                self._log(answered)
+                chunk["hybrid_router"] = answered.metadata()
+                first = False
+            yield chunk, answered
+
+    @staticmethod
+    def _log(answered: Answered) -> None:
+        d = answered.decision
+        logger.info("routed to %s (score %s, threshold %s via %s)%s; answered by %s", d.target,
+                    "-" if d.score is None else f"{d.score:.3f}", d.threshold, d.threshold_source,
+                    f" FALLBACK: {answered.fallback_reason}" if answered.fallback else "", answered.model_name)
+
+
+def upstream_error(exc: BaseException) -> RequestError:
+    """The 502 answer when no model could answer."""
+    return RequestError(502, f"upstream model failed: {exc}", None, "upstream_error", "upstream_error")
+
+
+def create_app(service: RouterService) -> FastAPI:
+    """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/models``, ``/health``)."""
+    app = FastAPI(title="hybrid-llm router", description="OpenAI-compatible chat completions routed between a "
+                  "small and a large model.")
+    app.state.service = service
+
+    def error(exc: RequestError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(RequestError(exc.status_code, str(exc.detail), None, None,
+                                  "invalid_request_error" if exc.status_code < 500 else "server_error"))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        return error(RequestError(500, f"internal error: {type(exc).__name__}: {exc}", None, None, "server_error"))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        names = [MODEL_PREFIX, f"{MODEL_PREFIX}:small", f"{MODEL_PREFIX}:large"]
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "hybrid-llm"}
+                                           for n in names]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        try:
+            parsed = parse_request(await request.body())
+            decision = await run_in_threadpool(service.decide, parsed)
+        except RequestError as exc:
+            return error(exc)
+        if not parsed.stream:
+            try:
+                result, answered = await run_in_threadpool(service.complete, parsed, decision)
+            except Exception as exc:  # both models (or the only allowed one) failed
+                return error(upstream_error(exc))
+            return JSONResponse(result, headers=route_headers(answered))
+        chunks = service.stream(parsed, decision)
+        try:
+            first = await run_in_threadpool(next, chunks, None)
+        except Exception as exc:
+            return error(upstream_error(exc))
+        if first is None:
+            return error(upstream_error(RuntimeError("the model sent an empty stream")))
+
+        def events() -> Iterator[str]:
+            yield _sse(first[0])
+            try:
+                for chunk, _ in chunks:
+                    yield _sse(chunk)
+            except Exception as exc:  # after chunks were sent the stream cannot switch models: report and end
+                yield _sse(upstream_error(exc).body())
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=route_headers(first[1]))
+
+    return app

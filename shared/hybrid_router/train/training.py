@@ -1,0 +1,113 @@
+"""Training a router: encode queries, make labels, fit a head (see :mod:`hybrid_router.recipes`), calibrate on a
+held-out split, report metrics, refit the head on all queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..core.calibration import Calibration
+from .data_io import RoutingData
+from .depth import DEFAULT_DEPTHS, select_depth
+from ..core.encoder import DEFAULT_ENCODER, Encoder
+from .evaluation import RoutingReport, evaluate_with_references
+from .labels import make_labels
+from ..core.options import validate_fraction
+from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, fit_selection, run_recipe
+from ..core.router import HybridRouter
+
+__all__ = ["DEFAULT_MAX_QUALITY_DROP", "DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic",
+           "train_router"]
+
+#: A trained router's default threshold is the calibrated one for this quality drop (relative to always-large).
+DEFAULT_MAX_QUALITY_DROP = 0.01
+
+
+@dataclass
+class TrainResult:
+    """A trained router and what was measured on its validation split."""
+
+    router: HybridRouter
+    relaxation: float
+    label_mean: float
+    validation: list[RoutingReport] = field(default_factory=list)
+    n_train: int = 0
+    n_val: int = 0
+    #: scores of the validation queries (``data.split(1 - val_fraction, seed=seed)[1]``) by the pre-refit head
+    val_scores: np.ndarray | None = None
+
+
+def train_router(
+    data: RoutingData,
+    *,
+    labels: str = "det",
+    relaxation: float | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    encoder: Encoder | str = DEFAULT_ENCODER,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    refit: bool = True,
+    default_max_quality_drop: float | None = DEFAULT_MAX_QUALITY_DROP,
+    depths: Sequence[int | None] | None = DEFAULT_DEPTHS,
+    progress: bool = False,
+) -> TrainResult:
+    """Train on ``1 - val_fraction`` of the queries, calibrate and evaluate on the rest.
+
+    The relaxation t* of ``trans`` labels and the ``auto`` recipe's choice are made on the training split only.
+    With ``refit`` (default) the chosen head configuration is then fitted again on all queries (same t*, same
+    choice), which gives the head 1 / (1 - val_fraction) times more data; the calibration table and the
+    validation metrics stay those of the head trained without the held-out split.
+
+    With the ``auto`` recipe and an encoder whose ``layers`` is not fixed, the encoder depth is chosen among
+    ``depths`` by cross-validation on the training split (:func:`hybrid_router.depth.select_depth`; ``None`` or
+    too little data to cross-validate: the whole encoder).
+
+    The router's ``default_threshold`` (used when a call sets nothing) is the calibrated threshold for
+    ``default_max_quality_drop`` (1% by default): scores are probabilities, and where the small model is usually
+    good enough they all sit well above 0.5, so a fixed 0.5 would send every call small. ``None`` keeps 0.5.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if default_max_quality_drop is not None:
+        validate_fraction("default_max_quality_drop", default_max_quality_drop)
+    train_idx, val_idx = data.split_indices(1.0 - val_fraction, seed=seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    if len(train) < 2 or len(val) < 1:
+        raise ValueError(f"too few queries to train ({len(data)}); need at least 3")
+    y, t_used = make_labels(train, labels, t=relaxation)
+    enc = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
+    depth = None
+    if recipe == "auto" and depths and enc.layers is None:
+        depth = select_depth(enc, train.queries, y, seed, depths=depths, progress=progress)
+    if depth is not None:
+        enc, emb_train = depth.encoder, depth.embeddings
+        fitted = fit_selection(depth.selection, emb_train, train.queries, y, seed)
+    else:
+        emb_train = enc.encode(train.queries, progress=progress)
+        fitted = run_recipe(recipe, emb_train, train.queries, y, seed)
+    info = {"recipe": recipe, "trained_on": data.source, "n_train": len(train), "metric": data.metric,
+            "small_model": data.small_model, "large_model": data.large_model}
+    if fitted.details:
+        info["selection"] = fitted.details
+    if depth is not None:
+        info["depth_selection"] = depth.details()
+    router = HybridRouter(fitted.head, encoder=enc, label_mode=labels, relaxation=t_used, info=info)
+    emb_val = enc.encode(val.queries, progress=progress)
+    val_scores = router.score_embeddings(emb_val, val.queries)
+    small_q, large_q = val.mean_small(), val.mean_large()
+    router.calibration = Calibration.fit(val_scores, small_q, large_q)
+    reports = evaluate_with_references(val_scores, small_q, large_q)
+    if default_max_quality_drop is not None:
+        router.default_threshold = router.calibration.threshold_for_max_quality_drop(default_max_quality_drop)
+        router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
+    if refit:
+        y_all, _ = make_labels(data, labels, t=t_used)
+        emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
+        emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
+        router.head = fitted.refit(emb_all, data.queries, y_all, seed)
+        router.info.update(n_train=len(data), refit_on_all=True)
+    return TrainResult(router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores)
