@@ -38,9 +38,9 @@ import torch  # noqa: E402
 
 from hybrid_router import Answered, RouteDecision  # noqa: E402
 from hybrid_router.local.distill import DistillConfig, distill  # noqa: E402
+from hybrid_router.local.models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
 from hybrid_router.traffic.exports import export_sft, read_sft_jsonl  # noqa: E402
 from hybrid_router.traffic.log_scoring import EmbedScorer, MatchScorer, load_references, read_scores, score_log  # noqa: E402
-from hybrid_router.local.models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
 from hybrid_router.traffic.routing_log import RoutingLog, read_calls  # noqa: E402
 
 NAMES = ["Sam", "Maria", "Tom", "Aisha", "Leo", "Nina", "Omar", "Julia", "Ken", "Rosa", "Ivan", "Mei"]
@@ -63,8 +63,10 @@ def _problem(template: int, rng: random.Random) -> Problem:
     if template == 0:
         a, b, c = r(5, 40), r(2, 20), r(1, 5)
         q = f"{n} has {a} apples. {n} buys {b} more and then gives {c} to a friend. How many apples does {n} have now?"
-        steps = [f"{n} starts with {a} apples and buys {b} more: {a} + {b} = {a + b}.",
-                 f"After giving away {c}: {a + b} - {c} = {a + b - c}."]
+        steps = [
+            f"{n} starts with {a} apples and buys {b} more: {a} + {b} = {a + b}.",
+            f"After giving away {c}: {a + b} - {c} = {a + b - c}.",
+        ]
         return Problem(template, q, " ".join(steps), a + b - c)
     if template == 1:
         a, b, c = r(2, 12), r(2, 9), r(1, 9)
@@ -85,22 +87,28 @@ def _problem(template: int, rng: random.Random) -> Problem:
     if template == 4:
         b, k, c = r(2, 9), r(2, 12), r(1, 10)
         a = b * k
-        q = f"{n} bakes {a} cookies, shares them equally among {b} friends and then bakes {c} more for each friend. " \
+        q = (
+            f"{n} bakes {a} cookies, shares them equally among {b} friends and then bakes {c} more for each friend. "
             f"How many cookies does each friend get?"
+        )
         steps = [f"Each friend first gets {a} / {b} = {k} cookies.", f"Then {c} more each: {k} + {c} = {k + c}."]
         return Problem(template, q, " ".join(steps), k + c)
     if template == 5:
         a = r(15, 40)
         b, c = r(3, a - 5), r(2, 6)
-        q = f"There are {a} students in a class and {b} of them are girls. Each boy has {c} pencils. " \
+        q = (
+            f"There are {a} students in a class and {b} of them are girls. Each boy has {c} pencils. "
             f"How many pencils do the boys have in total?"
+        )
         steps = [f"There are {a} - {b} = {a - b} boys.", f"They have {a - b} * {c} = {(a - b) * c} pencils."]
         return Problem(template, q, " ".join(steps), (a - b) * c)
     if template == 6:
         a, b, c, d = r(2, 9), r(1, 5), r(2, 9), r(1, 5)
         q = f"{n} buys {a} apples at ${b} each and {c} bananas at ${d} each. How much does {n} spend in dollars?"
-        steps = [f"Apples cost {a} * {b} = {a * b} and bananas cost {c} * {d} = {c * d}.",
-                 f"In total: {a * b} + {c * d} = {a * b + c * d}."]
+        steps = [
+            f"Apples cost {a} * {b} = {a * b} and bananas cost {c} * {d} = {c * d}.",
+            f"In total: {a * b} + {c * d} = {a * b + c * d}.",
+        ]
         return Problem(template, q, " ".join(steps), a * b + c * d)
     if template == 7:
         a, b, c = r(20, 60), r(2, 5), r(5, 40)
@@ -156,25 +164,39 @@ def teacher_answer(problem: Problem, rng: random.Random, slip_rate: float) -> st
 
 
 @torch.inference_mode()
-def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, max_new_tokens: int,
-                     batch_size: int = 8) -> list[str]:
+def generate_answers(
+    model: Any, tokenizer: Any, questions: Sequence[str], *, max_new_tokens: int, batch_size: int = 8
+) -> list[str]:
     """Greedy answers to one-turn chats, generated in left-padded batches."""
     tokenizer.padding_side = "left"
     answers = []
     for start in range(0, len(questions), batch_size):
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                                 add_generation_prompt=True) for q in questions[start:start + batch_size]]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in questions[start : start + batch_size]
+        ]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                             top_k=None, pad_token_id=tokenizer.pad_token_id)
-        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return answers
 
 
 def forced(target: str) -> Answered:
     """A routing record for a call forced to ``target`` (the benchmark decides who answers, not a router)."""
-    return Answered(RouteDecision(target, None, None, "kwarg:route", target), target, None,
-                    (DEFAULT_SMALL_MODEL, "scripted-teacher"))
+    return Answered(
+        RouteDecision(target, None, None, "kwarg:route", target),
+        target,
+        None,
+        (DEFAULT_SMALL_MODEL, "scripted-teacher"),
+    )
 
 
 def log_heldout(path: Path, test: Sequence[Problem], student: Sequence[str], teacher: Sequence[str]) -> None:
@@ -185,8 +207,9 @@ def log_heldout(path: Path, test: Sequence[Problem], student: Sequence[str], tea
             log.maybe_shadow(call_id, problem.question, forced("small"), lambda t=theirs: (t, None, None)).result()
 
 
-def grade(path: Path, test: Sequence[Problem], refs: dict[str, str], embed: EmbedScorer,
-          seen: set[int]) -> dict[str, Any]:
+def grade(
+    path: Path, test: Sequence[Problem], refs: dict[str, str], embed: EmbedScorer, seen: set[int]
+) -> dict[str, Any]:
     """Match accuracy (seen/unseen templates) and embed similarity of the student's held-out answers."""
     score_log(path, MatchScorer(refs))
     score_log(path, embed)
@@ -199,8 +222,12 @@ def grade(path: Path, test: Sequence[Problem], refs: dict[str, str], embed: Embe
         values = [v for cid, v in match.items() if select(template[small[cid]["query"]])]
         return (sum(values) / len(values) if values else float("nan")), len(values)
 
-    return {"all": acc(lambda t: True), "seen": acc(lambda t: t in seen), "unseen": acc(lambda t: t not in seen),
-            "similarity": sum(sims) / len(sims)}
+    return {
+        "all": acc(lambda t: True),
+        "seen": acc(lambda t: t in seen),
+        "unseen": acc(lambda t: t not in seen),
+        "similarity": sum(sims) / len(sims),
+    }
 
 
 def main() -> None:
@@ -241,8 +268,10 @@ def main() -> None:
     summary = score_log(train_log, MatchScorer(refs))
     sft_path = work / "sft.jsonl"
     kept = export_sft(train_log, sft_path, min_score=1.0, scorer="match")
-    print(f"teacher: scripted solver; {len(train)} answers logged, {summary.scored} graded, {kept} kept by "
-          f"export-sft --min-score 1 ({len(train) - kept} with a slip rejected)")
+    print(
+        f"teacher: scripted solver; {len(train)} answers logged, {summary.scored} graded, {kept} kept by "
+        f"export-sft --min-score 1 ({len(train) - kept} with a slip rejected)"
+    )
 
     # 2. the student before distillation, on the held-out queries
     embed = EmbedScorer()
@@ -255,33 +284,55 @@ def main() -> None:
 
     # 3. distill on the filtered teacher answers, then the held-out queries again
     lr = args.lr if args.lr is not None else (3e-5 if args.full else 1e-3)
-    config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=lr, lora=not args.full,
-                           max_length=256, seed=args.seed)
-    result = distill(read_sft_jsonl(sft_path), work / "distilled", config=config,
-                     on_step=lambda s, l: print(f"  step {s}/{args.steps} loss {l:.3f}", flush=True)
-                     if s == 1 or s % 10 == 0 else None)
+    config = DistillConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=lr, lora=not args.full, max_length=256, seed=args.seed
+    )
+    result = distill(
+        read_sft_jsonl(sft_path),
+        work / "distilled",
+        config=config,
+        on_step=lambda s, l: (
+            print(f"  step {s}/{args.steps} loss {l:.3f}", flush=True) if s == 1 or s % 10 == 0 else None
+        ),
+    )
     tuned, tuned_tok = load_small_model(str(work / "distilled"), cache=False)
     t0 = time.perf_counter()
     after = generate_answers(tuned, tuned_tok, [p.question for p in test], max_new_tokens=args.max_new_tokens)
     gen_s = time.perf_counter() - t0
     log_heldout(work / "after.db", test, after, teacher_test)
     kind = ("full FT" if args.full else f"LoRA r={config.lora_r}") + f", lr {lr:g}"
-    rows.append((f"distilled ({kind}, {args.steps} steps x {args.batch_size})",
-                 grade(work / "after.db", test, refs, embed, seen), f"{result.seconds:.0f}", gen_s))
+    rows.append(
+        (
+            f"distilled ({kind}, {args.steps} steps x {args.batch_size})",
+            grade(work / "after.db", test, refs, embed, seen),
+            f"{result.seconds:.0f}",
+            gen_s,
+        )
+    )
 
     n_seen, n_unseen = rows[0][1]["seen"][1], rows[0][1]["unseen"][1]
-    print(f"\nheld-out: {len(test)} queries ({n_seen} seen templates, {n_unseen} unseen); teacher accuracy on them 100%")
-    print(f"| model | match acc. all | seen templates | unseen templates | similarity to teacher | train s | "
-          f"answer s ({len(test)} q) |")
+    print(
+        f"\nheld-out: {len(test)} queries ({n_seen} seen templates, {n_unseen} unseen); teacher accuracy on them 100%"
+    )
+    print(
+        f"| model | match acc. all | seen templates | unseen templates | similarity to teacher | train s | "
+        f"answer s ({len(test)} q) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, g, train_s, answer_s in rows:
-        print(f"| {name} | {g['all'][0]:.1%} | {g['seen'][0]:.1%} | {g['unseen'][0]:.1%} | {g['similarity']:.3f} | "
-              f"{train_s} | {answer_s:.0f} |")
-    print(f"\nfirst held-out query: {test[0].question}\n  teacher: {teacher_test[0]}\n  before:  {before[0]!r}\n"
-          f"  after:   {after[0]!r}")
-    print(f"trainable parameters {result.trainable_params:,}; final loss {result.losses[-1]:.3f} (first "
-          f"{result.losses[0]:.3f}); total {time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s CPU "
-          f"(load average now {os.getloadavg()[0]:.1f}); files in {work}")
+        print(
+            f"| {name} | {g['all'][0]:.1%} | {g['seen'][0]:.1%} | {g['unseen'][0]:.1%} | {g['similarity']:.3f} | "
+            f"{train_s} | {answer_s:.0f} |"
+        )
+    print(
+        f"\nfirst held-out query: {test[0].question}\n  teacher: {teacher_test[0]}\n  before:  {before[0]!r}\n"
+        f"  after:   {after[0]!r}"
+    )
+    print(
+        f"trainable parameters {result.trainable_params:,}; final loss {result.losses[-1]:.3f} (first "
+        f"{result.losses[0]:.3f}); total {time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s CPU "
+        f"(load average now {os.getloadavg()[0]:.1f}); files in {work}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     args = parser.parse_args()
     answered = Answered(RouteDecision("small", 0.7, 0.5, "kwarg:quality_threshold", 0.5), "small", None, ("s", "l"))
-    convo = [{"role": "system", "content": "You are helpful."},
-             {"role": "user", "content": "Explain the difference between a list and a tuple in Python. " * 4}]
+    convo = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Explain the difference between a list and a tuple in Python. " * 4},
+    ]
     answer = "A list is mutable; a tuple is not. " * 10
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.db"
@@ -42,8 +44,10 @@ def main() -> None:
     print(f"{'-' * 34} {'-' * 12}")
     print(f"{'calls logged':<34} {rows}")
     print(f"{'mean time in log_call (ms)':<34} {1000 * statistics.fmean(per_call):.4f}")
-    print(f"{'p50 / p99 in log_call (ms)':<34} {1000 * per_call[len(per_call) // 2]:.4f} / "
-          f"{1000 * per_call[int(len(per_call) * 0.99)]:.4f}")
+    print(
+        f"{'p50 / p99 in log_call (ms)':<34} {1000 * per_call[len(per_call) // 2]:.4f} / "
+        f"{1000 * per_call[int(len(per_call) * 0.99)]:.4f}"
+    )
     print(f"{'write throughput (rows/s)':<34} {rows / (total + drain):,.0f}")
     print(f"{'target: mean <= 1 ms':<34} {'met' if statistics.fmean(per_call) <= 1e-3 else 'MISSED'}")
 

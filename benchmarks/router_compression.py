@@ -33,8 +33,8 @@ import torch  # noqa: E402
 from router_latency import BATCH_QUERIES, LONG, SHORT, summarize, time_alternating  # noqa: E402
 
 from hybrid_router import HybridRouter, load_routing_data  # noqa: E402
-from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.core.encoder import DEFAULT_ENCODER, Encoder  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.train.evaluation import evaluate_scores, format_table  # noqa: E402
 from hybrid_router.train.training import train_router  # noqa: E402
 
@@ -91,14 +91,16 @@ def speed(variants: list[str], threads: int, repeats: int, batch: list[str]) -> 
     lines = [head, "-" * len(head)]
     speedups: dict[str, list[float]] = {v: [] for v in variants}
     for label, text in (("short", SHORT), ("long", LONG)):
-        samples = time_alternating({v: (lambda e=e: e.encode([text])) for v, e in encoders.items()}, repeats)
+        samples = time_alternating({v: (lambda e=e, text=text: e.encode([text])) for v, e in encoders.items()}, repeats)
         stats = {v: summarize(sample) for v, sample in samples.items()}
         ref = stats[REFERENCE]
         for v in variants:
             s = stats[v]
             speedups[v].append(ref["p50"] / s["p50"])
-            lines.append(f"{v:<8} {label:<6} {s['p50']:>8.1f} {s['p95']:>7.1f} {s['cpu']:>7.1f} {speedups[v][-1]:>7.2f}x"
-                         f" {ref['cpu'] / s['cpu']:>11.2f}x")
+            lines.append(
+                f"{v:<8} {label:<6} {s['p50']:>8.1f} {s['p95']:>7.1f} {s['cpu']:>7.1f} {speedups[v][-1]:>7.2f}x"
+                f" {ref['cpu'] / s['cpu']:>11.2f}x"
+            )
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     for e in encoders.values():
@@ -111,9 +113,11 @@ def speed(variants: list[str], threads: int, repeats: int, batch: list[str]) -> 
             cpu[v].append(time.process_time() - c0)
     for v in variants:
         speedups[v].append(np.median(seconds[REFERENCE]) / np.median(seconds[v]))
-        lines.append(f"{v:<8} {'batch':<6} {len(batch) / np.median(seconds[v]):>8.1f} {'q/s':>7} "
-                     f"{1e3 * np.median(cpu[v]) / len(batch):>7.1f} {speedups[v][-1]:>7.2f}x"
-                     f" {np.median(cpu[REFERENCE]) / np.median(cpu[v]):>11.2f}x")
+        lines.append(
+            f"{v:<8} {'batch':<6} {len(batch) / np.median(seconds[v]):>8.1f} {'q/s':>7} "
+            f"{1e3 * np.median(cpu[v]) / len(batch):>7.1f} {speedups[v][-1]:>7.2f}x"
+            f" {np.median(cpu[REFERENCE]) / np.median(cpu[v]):>11.2f}x"
+        )
     return "\n".join(lines), {v: min(s) for v, s in speedups.items()}
 
 
@@ -135,12 +139,22 @@ def quality(variants: list[str], threads: int, seeds: int) -> tuple[str, dict[st
         for name, scores in runs.items():
             apgr.setdefault(name, []).append(evaluate_scores(name, scores, small_q, large_q).apgr)
     ref = np.array(apgr[f"{REFERENCE} (reference)"])
-    rows = [{"router": name, "APGR seed 0": values[0], f"APGR mean of {seeds}": float(np.mean(values)),
-             "loss seed 0": ref[0] - values[0], f"loss mean of {seeds}": float(np.mean(ref - values)),
-             "loss sd": float(np.std(ref - values))} for name, values in apgr.items()]
+    rows = [
+        {
+            "router": name,
+            "APGR seed 0": values[0],
+            f"APGR mean of {seeds}": float(np.mean(values)),
+            "loss seed 0": ref[0] - values[0],
+            f"loss mean of {seeds}": float(np.mean(ref - values)),
+            "loss sd": float(np.std(ref - values)),
+        }
+        for name, values in apgr.items()
+    ]
     worst = {v: max(r[f"loss mean of {seeds}"] for r in rows if r["router"].split(",")[0] == v) for v in variants[1:]}
-    header = (f"GSM8K held-out halves ({len(data)} queries split 50/50, seeds 0..{seeds - 1}): train_router's default "
-              "recipe with its own 80/20 calibration split; every query embedded alone")
+    header = (
+        f"GSM8K held-out halves ({len(data)} queries split 50/50, seeds 0..{seeds - 1}): train_router's default "
+        "recipe with its own 80/20 calibration split; every query embedded alone"
+    )
     return f"{header}\n{format_table(rows)}", worst
 
 
@@ -157,15 +171,19 @@ def main() -> None:
     speed_table, speedups = speed(variants, args.threads, args.repeats, batch)
     load_after = os.getloadavg()
     quality_table, losses = quality(variants, args.threads, args.seeds)
-    print(f"CPU cores: {os.cpu_count()}; {args.threads} thread(s); load average during speed runs "
-          f"{load_before[0]:.2f} -> {load_after[0]:.2f} (1 min); {args.repeats} timed calls per cell")
+    print(
+        f"CPU cores: {os.cpu_count()}; {args.threads} thread(s); load average during speed runs "
+        f"{load_before[0]:.2f} -> {load_after[0]:.2f} (1 min); {args.repeats} timed calls per cell"
+    )
     print(speed_table)
     print()
     print(quality_table)
     for v in variants[1:]:
         ok_speed, ok_loss = speedups[v] >= MIN_SPEEDUP, losses[v] <= MAX_APGR_LOSS
-        print(f"{v}: worst speed-up {speedups[v]:.2f}x (target >= {MIN_SPEEDUP}x: {'met' if ok_speed else 'MISSED'});"
-              f" worst mean APGR loss {losses[v]:+.4f} (target <= {MAX_APGR_LOSS}: {'met' if ok_loss else 'MISSED'})")
+        print(
+            f"{v}: worst speed-up {speedups[v]:.2f}x (target >= {MIN_SPEEDUP}x: {'met' if ok_speed else 'MISSED'});"
+            f" worst mean APGR loss {losses[v]:+.4f} (target <= {MAX_APGR_LOSS}: {'met' if ok_loss else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

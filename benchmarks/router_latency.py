@@ -27,14 +27,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hybrid_router import HybridRouter, load_routing_data  # noqa: E402
-from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.core.encoder import BACKENDS, Encoder  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
 
 SHORT = "What is the capital of Australia, and why was it chosen over Sydney or Melbourne?"
-LONG = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
-        "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. "
-        "How much in dollars does she make every day at the farmers' market? Explain your reasoning step by step, "
-        "check the arithmetic twice, and give the final answer as a single number on its own line at the very end.")
+LONG = (
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
+    "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. "
+    "How much in dollars does she make every day at the farmers' market? Explain your reasoning step by step, "
+    "check the arithmetic twice, and give the final answer as a single number on its own line at the very end."
+)
 PAPER_MS = 36.0
 MAX_OVERHEAD = 1.2
 BATCH_QUERIES = 256
@@ -43,15 +45,18 @@ BATCH_QUERIES = 256
 def raw_forward(encoder: Encoder) -> Callable[[str], np.ndarray]:
     """One bare forward pass of the encoder, without any router or Encoder.encode code."""
     if encoder.backend == "torch":
+
         def forward(text: str) -> np.ndarray:
             batch = encoder.tokenizer([text], return_tensors="pt")
             with torch.inference_mode():
                 hidden = encoder.model(**batch).last_hidden_state
                 return torch.nn.functional.normalize(hidden.mean(1), dim=-1).numpy()
     else:
+
         def forward(text: str) -> np.ndarray:
             batch = encoder.tokenizer([text], return_tensors="np")
             return encoder.onnx_model(batch["input_ids"], batch["attention_mask"])
+
     return forward
 
 
@@ -75,8 +80,11 @@ def time_alternating(fns: dict[str, Callable[[], object]], repeats: int, warmup:
 
 def summarize(sample: dict[str, list[float]]) -> dict[str, float]:
     """p50 and p95 of the wall times, median CPU time."""
-    return {"p50": float(np.percentile(sample["wall"], 50)), "p95": float(np.percentile(sample["wall"], 95)),
-            "cpu": float(np.median(sample["cpu"]))}
+    return {
+        "p50": float(np.percentile(sample["wall"], 50)),
+        "p95": float(np.percentile(sample["wall"], 95)),
+        "cpu": float(np.median(sample["cpu"])),
+    }
 
 
 def router_with(backend: str, threads: int) -> HybridRouter:
@@ -106,7 +114,10 @@ def measure(configs: list[tuple[str, int]], repeats: int, batch: list[str]) -> l
             router = routers[config]
             raw = raw_forward(router.encoder)
             for label, text in inputs:
-                got = time_alternating({"raw": lambda: raw(text), "route": lambda: router.route(text)}, repeats // 2)
+                got = time_alternating(
+                    {"raw": lambda raw=raw, text=text: raw(text), "route": lambda r=router, text=text: r.route(text)},
+                    repeats // 2,
+                )
                 for key, sample in got.items():
                     merged = samples.setdefault((config, label, key), {"wall": [], "cpu": []})
                     merged["wall"] += sample["wall"]
@@ -117,19 +128,33 @@ def measure(configs: list[tuple[str, int]], repeats: int, batch: list[str]) -> l
     for config in configs:
         tokenizer = routers[config].encoder.tokenizer
         for label, text in inputs:
-            rows.append({"backend": config[0], "threads": config[1], "input": label,
-                         "tokens": len(tokenizer(text)["input_ids"]),
-                         "raw": summarize(samples[config, label, "raw"]),
-                         "route": summarize(samples[config, label, "route"])})
-        rows.append({"backend": config[0], "threads": config[1], "input": "batch",
-                     "qps": len(batch) / float(np.mean(seconds[config]))})
+            rows.append(
+                {
+                    "backend": config[0],
+                    "threads": config[1],
+                    "input": label,
+                    "tokens": len(tokenizer(text)["input_ids"]),
+                    "raw": summarize(samples[config, label, "raw"]),
+                    "route": summarize(samples[config, label, "route"]),
+                }
+            )
+        rows.append(
+            {
+                "backend": config[0],
+                "threads": config[1],
+                "input": "batch",
+                "qps": len(batch) / float(np.mean(seconds[config])),
+            }
+        )
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     """The printed table."""
-    head = (f"{'backend':<8}{'thr':>4} {'input':<7}{'tok':>5} {'raw p50':>8}{'raw p95':>8} {'route p50':>9}"
-            f"{'route p95':>10} {'route/raw':>9} {'cpu ms':>7}  {'batch q/s':>9}")
+    head = (
+        f"{'backend':<8}{'thr':>4} {'input':<7}{'tok':>5} {'raw p50':>8}{'raw p95':>8} {'route p50':>9}"
+        f"{'route p95':>10} {'route/raw':>9} {'cpu ms':>7}  {'batch q/s':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         start = f"{r['backend']:<8}{r['threads']:>4} {r['input']:<7}"
@@ -137,8 +162,10 @@ def format_rows(rows: list[dict]) -> str:
             lines.append(f"{start}{'':>5} {'':>8}{'':>8} {'':>9}{'':>10} {'':>9} {'':>7}  {r['qps']:>9.1f}")
             continue
         raw, route = r["raw"], r["route"]
-        lines.append(f"{start}{r['tokens']:>5} {raw['p50']:>8.1f}{raw['p95']:>8.1f} {route['p50']:>9.1f}"
-                     f"{route['p95']:>10.1f} {route['p50'] / raw['p50']:>9.2f} {route['cpu']:>7.1f}")
+        lines.append(
+            f"{start}{r['tokens']:>5} {raw['p50']:>8.1f}{raw['p95']:>8.1f} {route['p50']:>9.1f}"
+            f"{route['p95']:>10.1f} {route['p50'] / raw['p50']:>9.2f} {route['cpu']:>7.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -179,17 +206,24 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = measure([(b, t) for b in args.backends for t in args.threads], args.repeats, batch)
     load_after = os.getloadavg()
-    print(f"CPU cores: {os.cpu_count()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
-          f"(1 min); {args.repeats} timed calls per cell (two passes, configurations in order then reversed); "
-          f"batch = {len(batch)} GSM8K questions, batch_size 64 (mean of the two passes)")
+    print(
+        f"CPU cores: {os.cpu_count()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+        f"(1 min); {args.repeats} timed calls per cell (two passes, configurations in order then reversed); "
+        f"batch = {len(batch)} GSM8K questions, batch_size 64 (mean of the two passes)"
+    )
     print(format_rows(rows))
     single = [r for r in rows if r["input"] != "batch"]
     overhead = max(r["route"]["p50"] / r["raw"]["p50"] for r in single)
     long_best = min((r for r in single if r["input"] == "long"), key=lambda r: r["route"]["p50"])
-    print(f"target route/raw p50 <= {MAX_OVERHEAD}: worst {overhead:.2f} -> {'met' if overhead <= MAX_OVERHEAD else 'MISSED'}")
-    print(f"target long query < {PAPER_MS:.0f} ms: best {long_best['route']['p50']:.1f} ms "
-          f"({long_best['backend']}, {long_best['threads']} thread(s)) -> "
-          f"{'met' if long_best['route']['p50'] < PAPER_MS else 'MISSED'}")
+    print(
+        f"target route/raw p50 <= {MAX_OVERHEAD}: worst {overhead:.2f} -> "
+        f"{'met' if overhead <= MAX_OVERHEAD else 'MISSED'}"
+    )
+    print(
+        f"target long query < {PAPER_MS:.0f} ms: best {long_best['route']['p50']:.1f} ms "
+        f"({long_best['backend']}, {long_best['threads']} thread(s)) -> "
+        f"{'met' if long_best['route']['p50'] < PAPER_MS else 'MISSED'}"
+    )
     plot(rows, args.png)
     print(f"plot: {args.png}")
 

@@ -40,9 +40,9 @@ import torch  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from hybrid_router import HybridRouter, RoutingData, load_routing_data  # noqa: E402
+from hybrid_router.core.encoder import Encoder  # noqa: E402
 from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.train.embedding_cache import CachedEncoder  # noqa: E402
-from hybrid_router.core.encoder import Encoder  # noqa: E402
 from hybrid_router.train.evaluation import (  # noqa: E402
     RoutingReport,
     evaluate_scores,
@@ -100,23 +100,31 @@ def seed_robustness(data: RoutingData, encoder: CachedEncoder, seeds: int) -> di
         ours.append(evaluate_scores("o", router.score_texts(test.queries), small_q, large_q).apgr)
     base, ours = np.array(base), np.array(ours)
     diff = ours - base
-    print(f"  over {seeds} split seeds: baseline APGR {base.mean():.3f} ± {base.std():.3f}, ours (det) "
-          f"{ours.mean():.3f} ± {ours.std():.3f}, ours - baseline {diff.mean():+.3f} ± {diff.std():.3f} "
-          f"(ours ahead on {int((diff > 0).sum())}/{seeds})", flush=True)
+    print(
+        f"  over {seeds} split seeds: baseline APGR {base.mean():.3f} ± {base.std():.3f}, ours (det) "
+        f"{ours.mean():.3f} ± {ours.std():.3f}, ours - baseline {diff.mean():+.3f} ± {diff.std():.3f} "
+        f"(ours ahead on {int((diff > 0).sum())}/{seeds})",
+        flush=True,
+    )
     return {"baseline": base.round(4).tolist(), "ours_det": ours.round(4).tolist()}
 
 
-def run_dataset(name: str, data: RoutingData, encoder: CachedEncoder, forward: Encoder, out: Path, seed: int,
-                seeds: int) -> dict:
+def run_dataset(
+    name: str, data: RoutingData, encoder: CachedEncoder, forward: Encoder, out: Path, seed: int, seeds: int
+) -> dict:
     """Train on one half, evaluate on the other; print the table, write the plot, return the rows."""
     train, test = data.split(0.5, seed=seed)
     small_q, large_q = test.mean_small(), test.mean_large()
-    print(f"\n=== {name}: {len(data)} queries (train {len(train)}, test {len(test)}), metric {data.metric}, "
-          f"mean quality small {small_q.mean():.3f} / large {large_q.mean():.3f} on the test half", flush=True)
+    print(
+        f"\n=== {name}: {len(data)} queries (train {len(train)}, test {len(test)}), metric {data.metric}, "
+        f"mean quality small {small_q.mean():.3f} / large {large_q.mean():.3f} on the test half",
+        flush=True,
+    )
     encoder.encode(train.queries + test.queries, progress=True)  # fills the cache once
     reports: list[RoutingReport] = [report_from_curve("random", *random_curve(small_q, large_q), small_q, large_q)]
-    reports.append(evaluate_scores("baseline (frozen MiniLM + LR)", baseline_scores(encoder, train, test),
-                                   small_q, large_q))
+    reports.append(
+        evaluate_scores("baseline (frozen MiniLM + LR)", baseline_scores(encoder, train, test), small_q, large_q)
+    )
     details = {}
     for mode in LABEL_MODES:
         start = time.perf_counter()
@@ -128,13 +136,21 @@ def run_dataset(name: str, data: RoutingData, encoder: CachedEncoder, forward: E
         head_ms, encoder_ms = time_head(router, forward.with_layers(router.encoder_layers), test.queries[:100])
         chosen = router.info.get("selection", {}).get("chosen", router.head.kind)
         depth = router.info.get("depth_selection", {"chosen": "all (too few queries to choose)"})
-        details[mode] = {"head": chosen, "encoder_layers": depth, "relaxation": result.relaxation,
-                         "train_seconds": round(seconds, 2), "head_ms_per_query": round(head_ms, 3),
-                         "encoder_ms_per_query": round(encoder_ms, 3)}
-        print(f"  ours ({mode}): encoder layers {depth['chosen']} (CV: {depth.get('cv_ranking_quality', '-')}), "
-              f"head {chosen}, t={result.relaxation:g}, trained in {seconds:.1f}s "
-              f"(encoding cached); one query: head {head_ms:.3f} ms vs encoder forward {encoder_ms:.1f} ms "
-              f"(+{head_ms / encoder_ms:.1%})", flush=True)
+        details[mode] = {
+            "head": chosen,
+            "encoder_layers": depth,
+            "relaxation": result.relaxation,
+            "train_seconds": round(seconds, 2),
+            "head_ms_per_query": round(head_ms, 3),
+            "encoder_ms_per_query": round(encoder_ms, 3),
+        }
+        print(
+            f"  ours ({mode}): encoder layers {depth['chosen']} (CV: {depth.get('cv_ranking_quality', '-')}), "
+            f"head {chosen}, t={result.relaxation:g}, trained in {seconds:.1f}s "
+            f"(encoding cached); one query: head {head_ms:.3f} ms vs encoder forward {encoder_ms:.1f} ms "
+            f"(+{head_ms / encoder_ms:.1%})",
+            flush=True,
+        )
     reports.append(evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q))
     rows = [r.row() for r in reports]
     print(format_table(rows))
@@ -142,8 +158,10 @@ def run_dataset(name: str, data: RoutingData, encoder: CachedEncoder, forward: E
     baseline, ours = reports[1].apgr, max(r.apgr for r in reports[2:-1])
     gap = large_q.mean() - small_q.mean()
     if gap < 0.02 * abs(large_q.mean()):
-        print(f"  the large model is not clearly better here (mean quality gap {gap:+.4f}): APGR divides by that gap "
-              f"and means nothing; compare the drop@CA columns (lower is better)")
+        print(
+            f"  the large model is not clearly better here (mean quality gap {gap:+.4f}): APGR divides by that gap "
+            f"and means nothing; compare the drop@CA columns (lower is better)"
+        )
     else:
         print(f"  best ours - baseline APGR: {ours - baseline:+.3f} (target >= {TARGET_MARGIN})")
     result = {"rows": rows, "details": details, "n_train": len(train), "n_test": len(test)}
@@ -159,8 +177,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "routing_quality"))
     parser.add_argument("--cache-dir", default=str(ROOT / "scratch" / "emb_cache"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="also repeat baseline vs ours (det) over this many split seeds (mean ± sd)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="also repeat baseline vs ours (det) over this many split seeds (mean ± sd)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)

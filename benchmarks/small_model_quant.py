@@ -25,10 +25,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from hybrid_router import load_routing_data  # noqa: E402
-from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.core.encoder import Encoder  # noqa: E402
 from hybrid_router.local.models import DEFAULT_SMALL_MODEL, load_small_model  # noqa: E402
 from hybrid_router.local.quantize import quantize_model, state_size_mb  # noqa: E402
+from hybrid_router.train.data import shipped_path  # noqa: E402
 
 
 def questions(n: int) -> list[str]:
@@ -41,12 +41,21 @@ def questions(n: int) -> list[str]:
 @torch.inference_mode()
 def generate(model, tokenizer, question: str, max_new_tokens: int) -> tuple[list[int], float, float]:
     """(new token ids, wall seconds, CPU seconds) of a fixed-length greedy generation."""
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     wall, cpu = time.perf_counter(), time.process_time()
-    out = model.generate(**ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
-                         temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
-    return out[0, ids["input_ids"].shape[1]:].tolist(), time.perf_counter() - wall, time.process_time() - cpu
+    out = model.generate(
+        **ids,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return out[0, ids["input_ids"].shape[1] :].tolist(), time.perf_counter() - wall, time.process_time() - cpu
 
 
 @torch.inference_mode()
@@ -64,11 +73,12 @@ def perplexity(model, tokenizer, texts: list[str]) -> float:
 @torch.inference_mode()
 def forced_agreement(model, tokenizer, question: str, answer_ids: list[int]) -> float:
     """Share of positions where ``model``'s argmax equals the next token of ``answer_ids`` (fp32's greedy answer)."""
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
     ids = torch.cat([prompt, torch.tensor([answer_ids])], dim=1)
-    predicted = model(input_ids=ids).logits[0, prompt.shape[1] - 1:-1].argmax(-1)
-    return float((predicted == ids[0, prompt.shape[1]:]).float().mean())
+    predicted = model(input_ids=ids).logits[0, prompt.shape[1] - 1 : -1].argmax(-1)
+    return float((predicted == ids[0, prompt.shape[1] :]).float().mean())
 
 
 def main() -> None:
@@ -83,8 +93,11 @@ def main() -> None:
 
     model, tokenizer = load_small_model(args.model)
     t0 = time.perf_counter()
-    variants = {"fp32": model, "int8 (weight-only)": quantize_model(model, "int8"),
-                "int8-dynamic (torch.ao)": quantize_model(model, "int8-dynamic")}
+    variants = {
+        "fp32": model,
+        "int8 (weight-only)": quantize_model(model, "int8"),
+        "int8-dynamic (torch.ao)": quantize_model(model, "int8-dynamic"),
+    }
     quantize_s = time.perf_counter() - t0
     qs = questions(args.questions)
     for m in variants.values():  # warm-up
@@ -100,10 +113,14 @@ def main() -> None:
     encoder = Encoder()
     reference = results["fp32"]
     ref_text = [tokenizer.decode(i, skip_special_tokens=True) for i in reference["ids"]]
-    print(f"\n{len(qs)} questions (GSM8K + MT-Bench), {args.max_new_tokens} greedy tokens each, "
-          f"{args.threads} thread(s); quantizing both variants took {quantize_s:.1f} s")
-    print("| variant | weights MB | tokens/s (median) | CPU ms/token | perplexity | next-token agreement | "
-          "identical answers | similarity to fp32 |")
+    print(
+        f"\n{len(qs)} questions (GSM8K + MT-Bench), {args.max_new_tokens} greedy tokens each, "
+        f"{args.threads} thread(s); quantizing both variants took {quantize_s:.1f} s"
+    )
+    print(
+        "| variant | weights MB | tokens/s (median) | CPU ms/token | perplexity | next-token agreement | "
+        "identical answers | similarity to fp32 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, m in variants.items():
         r = results[name]
@@ -113,8 +130,10 @@ def main() -> None:
         forced = statistics.mean(forced_agreement(m, tokenizer, q, ids) for q, ids in zip(qs, reference["ids"]))
         text = [tokenizer.decode(i, skip_special_tokens=True) for i in r["ids"]]
         sims = (encoder.encode(text) * encoder.encode(ref_text)).sum(axis=1)
-        print(f"| {name} | {state_size_mb(m):.0f} | {tps:.1f} | {cpu_ms:.0f} | {perplexity(m, tokenizer, qs):.2f} | "
-              f"{forced:.1%} | {same:.0%} | {float(sims.mean()):.3f} |")
+        print(
+            f"| {name} | {state_size_mb(m):.0f} | {tps:.1f} | {cpu_ms:.0f} | {perplexity(m, tokenizer, qs):.2f} | "
+            f"{forced:.1%} | {same:.0%} | {float(sims.mean()):.3f} |"
+        )
     print(f"\nfirst question: {qs[0][:80]!r}")
     for name, r in results.items():
         print(f"  {name}: {tokenizer.decode(r['ids'][0], skip_special_tokens=True)!r}")

@@ -31,9 +31,11 @@ from hybrid_router.train.evaluation import evaluate_scores, format_table  # noqa
 from hybrid_router.train.training import DEFAULT_RECIPE, train_router  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-HARD = ("Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
-        "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then derive "
-        "a closed form and show that the ratio of consecutive terms converges; justify every step.")
+HARD = (
+    "Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
+    "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then derive "
+    "a closed form and show that the ratio of consecutive terms converges; justify every step."
+)
 EASY = "What is the capital of France?"
 
 
@@ -61,26 +63,33 @@ def main() -> None:
     data = pooled_data()
     encoder = CachedEncoder("minilm", cache_dir=args.cache_dir)
     start = time.perf_counter()
-    result = train_router(data, labels="det", recipe=DEFAULT_RECIPE, encoder=encoder, val_fraction=0.2, seed=0,
-                          progress=True)
-    print(f"trained in {time.perf_counter() - start:.0f}s on {len(data)} queries; "
-          f"chosen head: {result.router.info['selection']['chosen']}")
+    result = train_router(
+        data, labels="det", recipe=DEFAULT_RECIPE, encoder=encoder, val_fraction=0.2, seed=0, progress=True
+    )
+    print(
+        f"trained in {time.perf_counter() - start:.0f}s on {len(data)} queries; "
+        f"chosen head: {result.router.info['selection']['chosen']}"
+    )
 
     # Per-set metrics on the validation split, scored by the head trained without it (what calibration saw).
     _, val = data.split(0.8, seed=0)
     rows, per_set = [], {}
     for name in ("gsm8k", "mmlu", "mtbench"):
         idx = [i for i, q in enumerate(val.query_ids) if q.startswith(name + "/")]
-        report = evaluate_scores(f"{name} (n={len(idx)})", result.val_scores[idx], val.mean_small()[idx],
-                                 val.mean_large()[idx])
+        report = evaluate_scores(
+            f"{name} (n={len(idx)})", result.val_scores[idx], val.mean_small()[idx], val.mean_large()[idx]
+        )
         rows.append(report.row())
         per_set[name] = {"n_val": len(idx), "apgr": round(report.apgr, 4)}
     print("validation (20% held out, head trained on the other 80%):")
     print(format_table(rows))
 
     router = result.router
-    router.info.update(validation_apgr=per_set, label_note="det labels; one answer per model and query",
-                       rebuild="python benchmarks/train_default_router.py")
+    router.info.update(
+        validation_apgr=per_set,
+        label_note="det labels; one answer per model and query",
+        rebuild="python benchmarks/train_default_router.py",
+    )
     out = router.save(args.out)
     size = sum(f.stat().st_size for f in Path(out).iterdir() if f.is_file())
     print(f"saved to {out} ({size / 1e6:.2f} MB)")

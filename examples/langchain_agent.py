@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import time
 
-from langchain_models import example_models
-
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
+from langchain_models import example_models
 
 from hybrid_router import routing
 from langchain_hybrid import HybridChatModel
@@ -44,8 +43,11 @@ RUNS = [
 def main() -> None:
     started = time.perf_counter()
     with example_models(max_tokens=48) as (small, large):
-        agent = create_agent(model=HybridChatModel(small=small, large=large), tools=[add, multiply],
-                             system_prompt="You are a calculator assistant. Answer briefly.")
+        agent = create_agent(
+            model=HybridChatModel(small=small, large=large),
+            tools=[add, multiply],
+            system_prompt="You are a calculator assistant. Answer briefly.",
+        )
         for question, config in RUNS:
             state = agent.invoke({"messages": [("user", question)]}, config=config)
             print(f"\nQ: {question}   [config {config}]")
@@ -53,16 +55,20 @@ def main() -> None:
                 if isinstance(message, AIMessage):
                     route = message.response_metadata["hybrid_router"]
                     calls = [f"{c['name']}({c['args']})" for c in message.tool_calls]
-                    print(f"   model call -> {route['answered_by']:5s} ({route['threshold_source']})"
-                          f"{'  tool calls: ' + ', '.join(calls) if calls else ''}")
+                    print(
+                        f"   model call -> {route['answered_by']:5s} ({route['threshold_source']})"
+                        f"{'  tool calls: ' + ', '.join(calls) if calls else ''}"
+                    )
                 elif isinstance(message, ToolMessage):
                     print(f"   tool {message.name} -> {message.content}")
             print(f"A: {state['messages'][-1].text.strip()}")
 
         with routing(route="small"):  # a context block works for agents too (also async, also streaming)
             steps = list(agent.stream({"messages": [("user", "Add 4 and 5.")]}, stream_mode="updates"))
-        print(f"\nStreamed run inside routing(route='small'): {len(steps)} step(s), last answer by "
-              f"{steps[-1]['model']['messages'][-1].response_metadata['model_name']}")
+        print(
+            f"\nStreamed run inside routing(route='small'): {len(steps)} step(s), last answer by "
+            f"{steps[-1]['model']['messages'][-1].response_metadata['model_name']}"
+        )
     print(f"\nDone in {time.perf_counter() - started:.1f} s")
 
 

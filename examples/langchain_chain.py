@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-from langchain_models import example_models
-
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_models import example_models
 
 from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel
@@ -35,8 +34,10 @@ def main() -> None:
             with record_routes() as routes:
                 answer = chain.invoke({"question": question}, config={"metadata": {"quality_threshold": threshold}})
             route = routes[0]
-            print(f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
-                  f"({route['model']})\nA: {answer.strip()}")
+            print(
+                f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
+                f"({route['model']})\nA: {answer.strip()}"
+            )
 
         strict = chain.with_config(metadata={"quality_threshold": 0.99})
         print("\nStreaming with .with_config(metadata={'quality_threshold': 0.99}): ", end="", flush=True)

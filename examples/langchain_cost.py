@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 
-from langchain_models import example_models
-
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_models import example_models
 
 from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel, get_hybrid_cost_callback
@@ -40,7 +39,10 @@ def main() -> None:
                 chain.invoke({"q": question})
             "".join(chain.stream({"q": "Count to three."}))  # streamed calls are counted too
         for question, route in zip(QUESTIONS + ["Count to three."], routes):
-            print(f"{route['answered_by']:5s} (score {route['score']:.3f}, threshold {route['threshold']:.3f})  {question}")
+            print(
+                f"{route['answered_by']:5s} (score {route['score']:.3f}, threshold {route['threshold']:.3f})  "
+                f"{question}"
+            )
         print()
         print(cost.summary())
     print(f"\nDone in {time.perf_counter() - started:.1f} s")

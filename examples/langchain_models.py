@@ -19,8 +19,8 @@ import torch  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 
-from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
+from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
 from langchain_hybrid import local_chat_model  # noqa: E402
 
 torch.set_num_threads(1)  # a 135M model gains little from more threads on a small CPU
@@ -39,8 +39,15 @@ def example_models(max_tokens: int = 32) -> Iterator[tuple[BaseChatModel, BaseCh
         else:
             base_url = os.environ.get("OPENAI_BASE_URL", DEFAULT_LARGE_URL)
             model = os.environ.get("OPENAI_MODEL", DEFAULT_LARGE_MODEL)
-        large = ChatOpenAI(model=model, base_url=base_url, api_key=api_key, max_tokens=max_tokens, temperature=0,
-                           stream_usage=True, timeout=120)
+        large = ChatOpenAI(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            max_tokens=max_tokens,
+            temperature=0,
+            stream_usage=True,
+            timeout=120,
+        )
         yield small, large
     finally:
         if server is not None:

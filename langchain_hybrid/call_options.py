@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from hybrid_router import RoutingOptions, current_routing, resolve_options
 from langchain_core.runnables import RunnableConfig, ensure_config
+
+from hybrid_router import RoutingOptions, current_routing, resolve_options
 
 #: Keys read from call kwargs, ``config["metadata"]`` and ``config["configurable"]``.
 ROUTING_KEYS = ("quality_threshold", "max_quality_drop", "large_share", "hybrid_route")

@@ -18,9 +18,6 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
-from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
-from hybrid_router.core.options import ROUTES
-from hybrid_router.traffic.routing_log import RoutingLog
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
@@ -30,6 +27,10 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, model_validator
+
+from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
+from hybrid_router.core.options import ROUTES
+from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import children
 from .call_options import pop_routing, resolve_call_options, resolve_from_config
@@ -130,41 +131,71 @@ class HybridChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ public entry points: route here
     def invoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
         return super().invoke(input, config, stop=stop, **self._decide_call(input, config, kwargs))
 
     async def ainvoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = await self._adecide_call(input, config, kwargs)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         yield from super().stream(input, config, stop=stop, **self._decide_call(input, config, kwargs))
 
     async def astream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         kwargs = await self._adecide_call(input, config, kwargs)
         async for chunk in super().astream(input, config, stop=stop, **kwargs):
             yield chunk
 
-    def stream_events(self, input: Any, config: RunnableConfig | None = None, *, version: Any = "v2",
-                      stop: list[str] | None = None, **kwargs: Any) -> Any:
+    def stream_events(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        version: Any = "v2",
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """As in :class:`BaseChatModel`; v1/v2 go through :meth:`astream`, v3 is routed here."""
         if version == "v3":
             kwargs = self._decide_call(input, config, kwargs)
         return super().stream_events(input, config, version=version, stop=stop, **kwargs)
 
-    def astream_events(self, input: Any, config: RunnableConfig | None = None, *, version: Any = "v2",
-                       stop: list[str] | None = None, **kwargs: Any) -> Any:
+    def astream_events(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        version: Any = "v2",
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """As in :class:`BaseChatModel`; v1/v2 go through :meth:`astream`, v3 is routed here."""
         if version != "v3":
             return super().astream_events(input, config, version=version, stop=stop, **kwargs)
@@ -189,7 +220,9 @@ class HybridChatModel(BaseChatModel):
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         bindings = {
-            target: children.binding_kwargs(self._child(target).bind_tools(tools, **kwargs), self._child(target), target)
+            target: children.binding_kwargs(
+                self._child(target).bind_tools(tools, **kwargs), self._child(target), target
+            )
             for target in ROUTES
         }
         extra = {"ls_structured_output_format": structured} if structured else {}
@@ -197,8 +230,11 @@ class HybridChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ model calls
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
@@ -211,8 +247,11 @@ class HybridChatModel(BaseChatModel):
         return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
     async def _agenerate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
@@ -225,8 +264,11 @@ class HybridChatModel(BaseChatModel):
         return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
     def _stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
@@ -246,8 +288,11 @@ class HybridChatModel(BaseChatModel):
             self._log(messages, add_chunks(chunks), answered, started, stop, rest)
 
     async def _astream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
@@ -269,15 +314,35 @@ class HybridChatModel(BaseChatModel):
             self._log(messages, add_chunks(chunks), answered, started, stop, rest)
 
     # ------------------------------------------------------------------ helpers
-    def _log(self, messages: list[BaseMessage], answer: BaseMessage, answered: Any, started: float,
-             stop: list[str] | None, rest: dict[str, Any]) -> None:
+    def _log(
+        self,
+        messages: list[BaseMessage],
+        answer: BaseMessage,
+        answered: Any,
+        started: float,
+        stop: list[str] | None,
+        rest: dict[str, Any],
+    ) -> None:
         """Append the call to :attr:`routing_log` (no-op without one)."""
         if self.routing_log is not None:
-            log_answer(self.routing_log, messages, answer, answered, started,
-                       lambda target: (self._child(target), {"stop": self._stop(stop), **self._child_kwargs(target, rest)}))
+            log_answer(
+                self.routing_log,
+                messages,
+                answer,
+                answered,
+                started,
+                lambda target: (self._child(target), {"stop": self._stop(stop), **self._child_kwargs(target, rest)}),
+            )
 
-    def _logged(self, result: ChatResult, messages: list[BaseMessage], answered: Any, started: float,
-                stop: list[str] | None, rest: dict[str, Any]) -> ChatResult:
+    def _logged(
+        self,
+        result: ChatResult,
+        messages: list[BaseMessage],
+        answered: Any,
+        started: float,
+        stop: list[str] | None,
+        rest: dict[str, Any],
+    ) -> ChatResult:
         self._log(messages, result.generations[0].message, answered, started, stop, rest)
         return result
 
@@ -289,8 +354,9 @@ class HybridChatModel(BaseChatModel):
             "hybrid_route": self.hybrid_route,
         }
 
-    def _decide_call(self, input: LanguageModelInput, config: RunnableConfig | None,
-                     kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _decide_call(
+        self, input: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         """Resolve the call's options, score the conversation, and return kwargs carrying the decision."""
         if DECISION_KEY in kwargs:
             return kwargs
@@ -300,8 +366,9 @@ class HybridChatModel(BaseChatModel):
         kwargs[DECISION_KEY] = decision.to_dict()
         return kwargs
 
-    async def _adecide_call(self, input: LanguageModelInput, config: RunnableConfig | None,
-                            kwargs: dict[str, Any]) -> dict[str, Any]:
+    async def _adecide_call(
+        self, input: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         """:meth:`_decide_call` off the event loop (scoring runs the encoder)."""
         if DECISION_KEY in kwargs:
             return kwargs
@@ -338,5 +405,7 @@ class HybridChatModel(BaseChatModel):
         """Wrapper defaults < the child's own tool binding < the call's kwargs."""
         rest = dict(kwargs)
         bound = (rest.pop(BINDINGS_KEY, None) or {}).get(target, {})
-        defaults = {k: v for k, v in (("temperature", self.temperature), ("max_tokens", self.max_tokens)) if v is not None}
+        defaults = {
+            k: v for k, v in (("temperature", self.temperature), ("max_tokens", self.max_tokens)) if v is not None
+        }
         return {**defaults, **bound, **rest}

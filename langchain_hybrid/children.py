@@ -22,8 +22,12 @@ def model_name_of(model: BaseChatModel) -> str:
         name = model._get_ls_params().get("ls_model_name")
     except Exception:  # a provider's tracing params are best effort; the attributes below are not
         name = None
-    for candidate in (name, getattr(model, "model_name", None), getattr(model, "model", None),
-                      getattr(model, "model_id", None)):
+    for candidate in (
+        name,
+        getattr(model, "model_name", None),
+        getattr(model, "model", None),
+        getattr(model, "model_id", None),
+    ):
         if isinstance(candidate, str) and candidate:
             return candidate
     return model._llm_type

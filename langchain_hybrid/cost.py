@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator, Mapping
 
-from hybrid_router import CostTracker, PriceTable
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
+
+from hybrid_router import CostTracker, PriceTable
 
 from .labels import METADATA_KEY
 
@@ -67,12 +68,14 @@ register_configure_hook(_current, inheritable=True)
 
 
 @contextmanager
-def get_hybrid_cost_callback(prices: Mapping[str, Any] | PriceTable | None = None) -> Iterator[HybridCostCallbackHandler]:
+def get_hybrid_cost_callback(
+    prices: Mapping[str, Any] | PriceTable | None = None,
+) -> Iterator[HybridCostCallbackHandler]:
     """Track the cost of every routed call inside the block (like ``get_openai_callback``)::
 
-        with get_hybrid_cost_callback(prices={"gpt-4o": (2.5, 10), "smollm2-135m": (0, 0)}) as cost:
-            chain.invoke(...)
-        print(cost.summary())
+    with get_hybrid_cost_callback(prices={"gpt-4o": (2.5, 10), "smollm2-135m": (0, 0)}) as cost:
+        chain.invoke(...)
+    print(cost.summary())
     """
     handler = HybridCostCallbackHandler(prices)
     token = _current.set(handler)

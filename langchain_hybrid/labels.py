@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
 from hybrid_router import Answered
 from hybrid_router.core.records import add_route_record
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 MODEL_NAME_KEY = "model_name"
 METADATA_KEY = "hybrid_router"

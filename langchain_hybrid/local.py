@@ -28,8 +28,11 @@ PROVIDER = "huggingface"
 
 
 def _usage(output: ChatOutput) -> dict[str, int]:
-    return {"input_tokens": output.input_tokens, "output_tokens": output.output_tokens,
-            "total_tokens": output.input_tokens + output.output_tokens}
+    return {
+        "input_tokens": output.input_tokens,
+        "output_tokens": output.output_tokens,
+        "total_tokens": output.input_tokens + output.output_tokens,
+    }
 
 
 class LocalChatModel(BaseChatModel):
@@ -62,8 +65,12 @@ class LocalChatModel(BaseChatModel):
         return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(ls_provider=PROVIDER, ls_model_name=self.model_name, ls_model_type="chat",
-                                 ls_temperature=kwargs.get("temperature", self.temperature))
+        params = LangSmithParams(
+            ls_provider=PROVIDER,
+            ls_model_name=self.model_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+        )
         params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_new_tokens)
         if stop:
             params["ls_stop"] = stop
@@ -82,33 +89,67 @@ class LocalChatModel(BaseChatModel):
 
     @staticmethod
     def _tool_calls(output: ChatOutput) -> list[dict[str, Any]]:
-        return [{"name": c["name"], "args": c["arguments"], "id": c["id"], "type": "tool_call"}
-                for c in output.tool_calls]
+        return [
+            {"name": c["name"], "args": c["arguments"], "id": c["id"], "type": "tool_call"} for c in output.tool_calls
+        ]
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         output = self.chat.generate(convert_to_openai_messages(messages), **self._call_kwargs(stop, kwargs))
-        message = AIMessage(content=output.text, tool_calls=self._tool_calls(output), usage_metadata=_usage(output),
-                            response_metadata=self._metadata(output))
+        message = AIMessage(
+            content=output.text,
+            tool_calls=self._tool_calls(output),
+            usage_metadata=_usage(output),
+            response_metadata=self._metadata(output),
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         for item in self.chat.stream(convert_to_openai_messages(messages), **self._call_kwargs(stop, kwargs)):
             if isinstance(item, ChatOutput):
-                tool_chunks = [{"name": c["name"], "args": json.dumps(c["arguments"]), "id": c["id"], "index": i,
-                                "type": "tool_call_chunk"} for i, c in enumerate(item.tool_calls)]
-                chunk = ChatGenerationChunk(message=AIMessageChunk(
-                    content="", tool_call_chunks=tool_chunks, usage_metadata=_usage(item),
-                    response_metadata=self._metadata(item), chunk_position="last"))
+                tool_chunks = [
+                    {
+                        "name": c["name"],
+                        "args": json.dumps(c["arguments"]),
+                        "id": c["id"],
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, c in enumerate(item.tool_calls)
+                ]
+                chunk = ChatGenerationChunk(
+                    message=AIMessageChunk(
+                        content="",
+                        tool_call_chunks=tool_chunks,
+                        usage_metadata=_usage(item),
+                        response_metadata=self._metadata(item),
+                        chunk_position="last",
+                    )
+                )
             else:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
-                   tool_choice: str | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools (OpenAI function schemas are handed to the chat template; see ``LocalChat.supports_tools``).
 
         ``tool_choice`` and provider options such as ``strict`` are accepted for compatibility; a local template
@@ -117,11 +158,11 @@ class LocalChatModel(BaseChatModel):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
 
-def local_chat_model(name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 64, temperature: float = 0.0,
-                     **kwargs: Any) -> LocalChatModel:
+def local_chat_model(
+    name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 64, temperature: float = 0.0, **kwargs: Any
+) -> LocalChatModel:
     """A :class:`LocalChatModel` for a shipped short name (``"smollm2-135m"``), a Hugging Face id or a local folder.
 
     The weights are loaded once per process and shared (see :func:`hybrid_router.local.models.load_small_model`).
     """
-    return LocalChatModel(chat=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature,
-                          **kwargs)
+    return LocalChatModel(chat=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from hybrid_router import Answered
-from hybrid_router.traffic.routing_log import RoutingLog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+
+from hybrid_router import Answered
+from hybrid_router.traffic.routing_log import RoutingLog
 
 
 def _text_and_usage(message: BaseMessage) -> tuple[str, int | None, int | None]:
@@ -40,8 +41,15 @@ def log_answer(
 ) -> None:
     """Queue one answered call; maybe ask the other model too (``other_model(target)`` -> (child, call kwargs))."""
     text, n_in, n_out = _text_and_usage(answer)
-    call_id = log.log_call(messages, answered, text, input_tokens=n_in, output_tokens=n_out,
-                           latency_s=time.perf_counter() - started, source="langchain")
+    call_id = log.log_call(
+        messages,
+        answered,
+        text,
+        input_tokens=n_in,
+        output_tokens=n_out,
+        latency_s=time.perf_counter() - started,
+        source="langchain",
+    )
 
     def run_other() -> tuple[str, int | None, int | None]:
         child, kwargs = other_model(answered.other)

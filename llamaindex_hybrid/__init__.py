@@ -7,5 +7,12 @@ from .events import HybridRouteEvent
 from .llm import HybridLLM
 from .local import LocalLLM, local_llm
 
-__all__ = ["HybridCostHandler", "HybridLLM", "HybridRouteEvent", "LocalLLM", "local_llm", "record_routes",
-           "track_costs"]
+__all__ = [
+    "HybridCostHandler",
+    "HybridLLM",
+    "HybridRouteEvent",
+    "LocalLLM",
+    "local_llm",
+    "record_routes",
+    "track_costs",
+]

@@ -9,13 +9,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Mapping, Optional
 
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks.schema import EventPayload
 from llama_index.core.callbacks.token_counting import get_llm_token_counts
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.base import BaseEvent
 from llama_index.core.utilities.token_counting import TokenCounter
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from hybrid_router import CostTracker, PriceTable
 

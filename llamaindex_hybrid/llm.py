@@ -43,8 +43,10 @@ from .traffic import log_answer
 try:  # the workflow runtime sets a run id inside every workflow (and agent) run
     from workflows.plugins.basic import get_current_run_id
 except ImportError:  # pragma: no cover - llama-index-workflows is a dependency of llama-index-core
+
     def get_current_run_id() -> Optional[str]:
         return None
+
 
 METADATA_KEY = "hybrid_router"
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -58,12 +60,18 @@ def _smaller(a: int, b: int) -> int:
 
 def _tool_args(user_msg: Any, chat_history: Any, verbose: bool, parallel: bool, required: bool) -> Dict[str, Any]:
     """The ``*_with_tools`` arguments, forwarded as they are to the chosen child."""
-    return {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
-            "allow_parallel_tool_calls": parallel, "tool_required": required}
+    return {
+        "user_msg": user_msg,
+        "chat_history": chat_history,
+        "verbose": verbose,
+        "allow_parallel_tool_calls": parallel,
+        "tool_required": required,
+    }
 
 
-def _tool_messages(user_msg: Optional[Union[str, ChatMessage]], chat_history: Optional[List[ChatMessage]]
-                   ) -> List[ChatMessage]:
+def _tool_messages(
+    user_msg: Optional[Union[str, ChatMessage]], chat_history: Optional[List[ChatMessage]]
+) -> List[ChatMessage]:
     """The conversation a tool call answers (what the router scores)."""
     messages = list(chat_history or [])
     if isinstance(user_msg, str):
@@ -283,9 +291,7 @@ class HybridLLM(FunctionCallingLLM):
         start = lambda t: self._child(t).stream_complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
         return self._tag_stream(plan, self._runner.stream(plan.decision, start), prompt=prompt)
 
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         plan = await self._aplan(prompt, kwargs)
         start = self._astart(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs))

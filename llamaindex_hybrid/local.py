@@ -45,8 +45,10 @@ def _to_dict(message: ChatMessage) -> dict[str, Any]:
 
 
 def _openai_calls(output: ChatOutput) -> list[dict[str, Any]]:
-    return [{"id": c["id"], "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in output.tool_calls]
+    return [
+        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+        for c in output.tool_calls
+    ]
 
 
 async def _aiter(iterator: Iterator[Any]) -> AsyncIterator[Any]:
@@ -74,22 +76,33 @@ class LocalLLM(FunctionCallingLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=self.context_window, num_output=self.max_new_tokens,
-                           model_name=self.chat_engine.name, is_chat_model=True,
-                           is_function_calling_model=self.chat_engine.supports_tools)
+        return LLMMetadata(
+            context_window=self.context_window,
+            num_output=self.max_new_tokens,
+            model_name=self.chat_engine.name,
+            is_chat_model=True,
+            is_function_calling_model=self.chat_engine.supports_tools,
+        )
 
     # ---------------------------------------------------------------- engine calls
     def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {"max_new_tokens": kwargs.get("max_tokens") or kwargs.get("max_new_tokens") or self.max_new_tokens,
-                "temperature": kwargs.get("temperature", self.temperature), "stop": kwargs.get("stop"),
-                "tools": kwargs.get("tools")}
+        return {
+            "max_new_tokens": kwargs.get("max_tokens") or kwargs.get("max_new_tokens") or self.max_new_tokens,
+            "temperature": kwargs.get("temperature", self.temperature),
+            "stop": kwargs.get("stop"),
+            "tools": kwargs.get("tools"),
+        }
 
     @staticmethod
     def _response(output: ChatOutput, text: str, delta: str | None = None) -> ChatResponse:
         extra = {"tool_calls": _openai_calls(output)} if output.tool_calls else {}
         message = ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra)
-        return ChatResponse(message=message, delta=delta, raw={"usage": output.usage(),
-                            "finish_reason": output.finish_reason}, additional_kwargs=output.usage())
+        return ChatResponse(
+            message=message,
+            delta=delta,
+            raw={"usage": output.usage(), "finish_reason": output.finish_reason},
+            additional_kwargs=output.usage(),
+        )
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         output = self.chat_engine.generate([_to_dict(m) for m in messages], **self._options(kwargs))
@@ -110,8 +123,12 @@ class LocalLLM(FunctionCallingLLM):
 
     @staticmethod
     def _as_completion(response: ChatResponse) -> CompletionResponse:
-        return CompletionResponse(text=response.message.content or "", delta=response.delta, raw=response.raw,
-                                  additional_kwargs=response.additional_kwargs)
+        return CompletionResponse(
+            text=response.message.content or "",
+            delta=response.delta,
+            raw=response.raw,
+            additional_kwargs=response.additional_kwargs,
+        )
 
     # ---------------------------------------------------------------- LlamaIndex API
     @llm_chat_callback()
@@ -143,8 +160,7 @@ class LocalLLM(FunctionCallingLLM):
         return self._as_completion(await asyncio.to_thread(self._chat, self._as_messages(prompt), **kwargs))
 
     @llm_completion_callback()
-    async def astream_complete(self, prompt: str, formatted: bool = False,
-                               **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         async def gen() -> CompletionResponseAsyncGen:
             async for response in _aiter(self._stream_chat(self._as_messages(prompt), **kwargs)):
                 yield self._as_completion(response)
@@ -152,31 +168,44 @@ class LocalLLM(FunctionCallingLLM):
         return gen()
 
     # ---------------------------------------------------------------- tools
-    def _prepare_chat_with_tools(self, tools: Sequence[Any], user_msg: str | ChatMessage | None = None,
-                                 chat_history: list[ChatMessage] | None = None, verbose: bool = False,
-                                 allow_parallel_tool_calls: bool = False, tool_required: bool = False,
-                                 **kwargs: Any) -> dict[str, Any]:
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         messages = list(chat_history or [])
         if user_msg is not None:
-            messages.append(user_msg if isinstance(user_msg, ChatMessage)
-                            else ChatMessage(role=MessageRole.USER, content=user_msg))
+            messages.append(
+                user_msg if isinstance(user_msg, ChatMessage) else ChatMessage(role=MessageRole.USER, content=user_msg)
+            )
         return {"messages": messages, "tools": [t.metadata.to_openai_tool() for t in tools], **kwargs}
 
-    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
-                                     **kwargs: Any) -> list[ToolSelection]:
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
         calls = response.message.additional_kwargs.get("tool_calls") or []
         if not calls and error_on_no_tool_call:
-            raise ValueError(f"expected a tool call from {self.chat_engine.name}, "
-                             f"got text: {response.message.content!r}")
-        return [ToolSelection(tool_id=c["id"], tool_name=c["function"]["name"],
-                              tool_kwargs=json.loads(c["function"]["arguments"])) for c in calls]
+            raise ValueError(
+                f"expected a tool call from {self.chat_engine.name}, got text: {response.message.content!r}"
+            )
+        return [
+            ToolSelection(
+                tool_id=c["id"], tool_name=c["function"]["name"], tool_kwargs=json.loads(c["function"]["arguments"])
+            )
+            for c in calls
+        ]
 
 
-def local_llm(name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 64, temperature: float = 0.0,
-              **kwargs: Any) -> LocalLLM:
+def local_llm(
+    name: str = DEFAULT_SMALL_MODEL, *, max_new_tokens: int = 64, temperature: float = 0.0, **kwargs: Any
+) -> LocalLLM:
     """A :class:`LocalLLM` for a shipped short name (``"smollm2-135m"``), a Hugging Face id or a local folder.
 
     The weights are loaded once per process and shared (see :func:`hybrid_router.local.models.load_small_model`).
     """
-    return LocalLLM(chat_engine=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature,
-                    **kwargs)
+    return LocalLLM(chat_engine=LocalChat.load(name), max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)

@@ -1,4 +1,4 @@
-"""Write answered HybridLLM calls to a :class:`hybrid_router.traffic.routing_log.RoutingLog`, with optional shadow answers.
+"""Write answered HybridLLM calls to a :class:`~hybrid_router.traffic.routing_log.RoutingLog`, with shadow answers.
 
 Tokens are counted as LlamaIndex's ``TokenCountingHandler`` counts them (provider usage, else the tokenizer's
 estimate). Shadow answers (the model that did not answer, asked in the log's background threads) use the plain
@@ -19,8 +19,10 @@ from llama_index.core.utilities.token_counting import TokenCounter
 from hybrid_router import Answered
 from hybrid_router.traffic.routing_log import RoutingLog
 
-def _text_and_tokens(response: Any, messages: Optional[List[ChatMessage]], prompt: Optional[str]
-                     ) -> tuple[str, int, int]:
+
+def _text_and_tokens(
+    response: Any, messages: Optional[List[ChatMessage]], prompt: Optional[str]
+) -> tuple[str, int, int]:
     if prompt is not None:
         payload = {EventPayload.PROMPT: prompt, EventPayload.COMPLETION: response}
         text = response.text
@@ -32,13 +34,28 @@ def _text_and_tokens(response: Any, messages: Optional[List[ChatMessage]], promp
     return text, counts.prompt_token_count, counts.completion_token_count
 
 
-def log_answer(log: RoutingLog, answered: Answered, response: Any, started: float, child: Callable[[str], LLM], *,
-               messages: Optional[List[ChatMessage]] = None, prompt: Optional[str] = None) -> None:
+def log_answer(
+    log: RoutingLog,
+    answered: Answered,
+    response: Any,
+    started: float,
+    child: Callable[[str], LLM],
+    *,
+    messages: Optional[List[ChatMessage]] = None,
+    prompt: Optional[str] = None,
+) -> None:
     """Queue one answered call; maybe ask the other child too (``child(target)`` returns that LLM)."""
     text, n_in, n_out = _text_and_tokens(response, messages, prompt)
     conversation = prompt if prompt is not None else messages
-    call_id = log.log_call(conversation, answered, text, input_tokens=n_in, output_tokens=n_out,
-                           latency_s=time.perf_counter() - started, source="llamaindex")
+    call_id = log.log_call(
+        conversation,
+        answered,
+        text,
+        input_tokens=n_in,
+        output_tokens=n_out,
+        latency_s=time.perf_counter() - started,
+        source="llamaindex",
+    )
     other = child(answered.other)
 
     def run_other() -> tuple[str, int, int]:

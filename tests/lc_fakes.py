@@ -30,7 +30,7 @@ ALLOWED_KWARGS = {"tools", "tool_choice", "temperature", "max_tokens", "strict",
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Answers ``reply`` (``{model}`` is replaced by its name), or calls a bound tool with args taken from the prompt."""
+    """Answers ``reply`` (``{model}`` is replaced by its name), or calls a bound tool with args from the prompt."""
 
     model_name: str = "scripted"
     reply: str = "Hello! This is {model} answering."
@@ -53,8 +53,9 @@ class ScriptedChatModel(BaseChatModel):
         return {"model_name": self.model_name, "tool_format": self.tool_format}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(ls_provider="scripted", ls_model_name=kwargs.get("model", self.model_name),
-                                 ls_model_type="chat")
+        params = LangSmithParams(
+            ls_provider="scripted", ls_model_name=kwargs.get("model", self.model_name), ls_model_type="chat"
+        )
         if stop:
             params["ls_stop"] = stop
         return params
@@ -69,8 +70,14 @@ class ScriptedChatModel(BaseChatModel):
             elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
                 tool_choice = {"type": "function", "function": {"name": tool_choice}}
         else:
-            formatted = [{"name": s["function"]["name"], "description": s["function"].get("description", ""),
-                          "input_schema": s["function"].get("parameters", {})} for s in specs]
+            formatted = [
+                {
+                    "name": s["function"]["name"],
+                    "description": s["function"].get("description", ""),
+                    "input_schema": s["function"].get("parameters", {}),
+                }
+                for s in specs
+            ]
             if tool_choice in ("any", "required", True):
                 tool_choice = {"type": "any"}
             elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
@@ -117,8 +124,11 @@ class ScriptedChatModel(BaseChatModel):
             name, schema = self._pick_tool(tools, forced, messages)
             args = _fill_args(schema, _last_human_text(messages))
             call_id = f"call_{len(self.calls)}_{name}"
-            return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}],
-                             usage_metadata=_usage(usage_in, 5))
+            return AIMessage(
+                content="",
+                tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}],
+                usage_metadata=_usage(usage_in, 5),
+            )
         if isinstance(last, ToolMessage):
             text = f"The tool said: {last.content}"
         else:
@@ -128,8 +138,9 @@ class ScriptedChatModel(BaseChatModel):
                 text = text[: text.index(word)] or "."
         return AIMessage(content=text, usage_metadata=_usage(usage_in, len(text.split())))
 
-    def _pick_tool(self, tools: list[tuple[str, dict]], forced: str | bool,
-                   messages: list[BaseMessage]) -> tuple[str, dict]:
+    def _pick_tool(
+        self, tools: list[tuple[str, dict]], forced: str | bool, messages: list[BaseMessage]
+    ) -> tuple[str, dict]:
         if isinstance(forced, str):
             return next(t for t in tools if t[0] == forced)
         called = {c["name"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
@@ -149,13 +160,25 @@ class ScriptedChatModel(BaseChatModel):
     def _chunks(self, message: AIMessage) -> Iterator[ChatGenerationChunk]:
         if message.tool_calls:
             call = message.tool_calls[0]
-            parts = [AIMessageChunk(content="", tool_call_chunks=[
-                {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": 0}])]
+            parts = [
+                AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": 0}
+                    ],
+                )
+            ]
         else:
             words = re.findall(r"\S+\s*", str(message.content)) or [""]
             parts = [AIMessageChunk(content=w) for w in words]
-        parts.append(AIMessageChunk(content="", usage_metadata=message.usage_metadata, chunk_position="last",
-                                    response_metadata={"model_name": self.model_name, "finish_reason": "stop"}))
+        parts.append(
+            AIMessageChunk(
+                content="",
+                usage_metadata=message.usage_metadata,
+                chunk_position="last",
+                response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            )
+        )
         for index, part in enumerate(parts):
             if self.fail_after_chunks is not None and index >= self.fail_after_chunks:
                 raise RuntimeError(f"{self.model_name} broke after {index} chunks")
@@ -166,24 +189,43 @@ class ScriptedChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name})
 
     # ------------------------------------------------------------------ BaseChatModel hooks
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         self._wait_sync()
         return self._result(self._answer(messages, stop, kwargs))
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         await self._wait_async()
         return self._result(self._answer(messages, stop, kwargs))
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         self._wait_sync()
         yield from self._chunks(self._answer(messages, stop, kwargs))
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         await self._wait_async()
         for chunk in self._chunks(self._answer(messages, stop, kwargs)):
             yield chunk

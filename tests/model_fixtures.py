@@ -80,8 +80,16 @@ def large_chat_model(openai_server, large_model_name):
     """LangChain ``ChatOpenAI`` pointed at the local server (usage reported when streaming too)."""
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model=large_model_name, base_url=openai_server, api_key=API_KEY, max_tokens=MAX_TOKENS,
-                      temperature=0, stream_usage=True, max_retries=0, timeout=120)
+    return ChatOpenAI(
+        model=large_model_name,
+        base_url=openai_server,
+        api_key=API_KEY,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        stream_usage=True,
+        max_retries=0,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +97,16 @@ def large_llamaindex_llm(openai_server, large_model_name):
     """LlamaIndex ``OpenAILike`` pointed at the local server."""
     from llama_index.llms.openai_like import OpenAILike
 
-    return OpenAILike(model=large_model_name, api_base=openai_server, api_key=API_KEY, max_tokens=MAX_TOKENS,
-                      temperature=0, is_chat_model=True, is_function_calling_model=False, context_window=8192,
-                      max_retries=0, timeout=120, reuse_client=False)
+    return OpenAILike(
+        model=large_model_name,
+        api_base=openai_server,
+        api_key=API_KEY,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        is_chat_model=True,
+        is_function_calling_model=False,
+        context_window=8192,
+        max_retries=0,
+        timeout=120,
+        reuse_client=False,
+    )

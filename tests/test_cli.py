@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from hybrid_router import HybridRouter
 from hybrid_router.cli import main
 
@@ -15,8 +13,23 @@ TINY = Path(__file__).parent / "data" / "tiny_routing.csv"
 
 def test_train_then_eval(tmp_path, capsys):
     out = tmp_path / "router"
-    assert main(["train", str(TINY), "--labels", "trans", "--default-max-drop", "0.05", "--encoder-layers", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(TINY),
+                "--labels",
+                "trans",
+                "--default-max-drop",
+                "0.05",
+                "--encoder-layers",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "t* =" in printed and "APGR" in printed and "saved router" in printed
     assert "(calibrated: max_quality_drop=0.05 on the validation split)" in printed

@@ -6,12 +6,14 @@ from hybrid_router import router_text
 
 
 def test_latest_user_turn_first_then_context_then_system():
-    text = router_text([
-        {"role": "system", "content": "Be terse."},
-        {"role": "user", "content": "Translate 'cat' to German."},
-        {"role": "assistant", "content": "Katze"},
-        {"role": "user", "content": "and now to French?"},
-    ])
+    text = router_text(
+        [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Translate 'cat' to German."},
+            {"role": "assistant", "content": "Katze"},
+            {"role": "user", "content": "and now to French?"},
+        ]
+    )
     assert text == "and now to French?\n\nassistant: Katze\n\nuser: Translate 'cat' to German.\n\nsystem: Be terse."
 
 
@@ -22,11 +24,13 @@ def test_string_query_is_unchanged_and_parts_and_tuples_work():
 
 
 def test_tool_calls_and_tool_results_are_context():
-    text = router_text([
-        {"role": "user", "content": "weather in Paris?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"name": "get_weather", "args": {}}]},
-        {"role": "tool", "content": "18C"},
-    ])
+    text = router_text(
+        [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"name": "get_weather", "args": {}}]},
+            {"role": "tool", "content": "18C"},
+        ]
+    )
     assert text.startswith("weather in Paris?") and "tool: 18C" in text and "get_weather" in text
 
 
@@ -35,8 +39,14 @@ def test_framework_messages():
     from llama_index.core.llms import ChatMessage
 
     lc = router_text([SystemMessage("sys"), HumanMessage("hi"), AIMessage("hello"), HumanMessage("bye")])
-    li = router_text([ChatMessage(role="system", content="sys"), ChatMessage(role="user", content="hi"),
-                      ChatMessage(role="assistant", content="hello"), ChatMessage(role="user", content="bye")])
+    li = router_text(
+        [
+            ChatMessage(role="system", content="sys"),
+            ChatMessage(role="user", content="hi"),
+            ChatMessage(role="assistant", content="hello"),
+            ChatMessage(role="user", content="bye"),
+        ]
+    )
     assert lc == li == "bye\n\nassistant: hello\n\nuser: hi\n\nsystem: sys"
 
 

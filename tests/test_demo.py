@@ -22,13 +22,29 @@ def test_demo_rejects_bad_options(capsys):
 
 
 @pytest.mark.real_model
-def test_demo_routes_prints_the_table_and_writes_json(openai_server, large_model_name, default_router, tmp_path,
-                                                       capsys, small_hf_model):
+def test_demo_routes_prints_the_table_and_writes_json(
+    openai_server, large_model_name, default_router, tmp_path, capsys, small_hf_model
+):
     scores = default_router.score_batch(list(DEMO_QUERIES[:3]))
     threshold = float(sorted(scores)[1])  # at least one query each way (scores >= threshold go small)
     out = tmp_path / "demo.json"
-    code = main(["demo", "--limit", "3", "--large", openai_server, "--large-model", large_model_name,
-                 "--max-tokens", "4", "--threshold", str(threshold), "--json", str(out)])
+    code = main(
+        [
+            "demo",
+            "--limit",
+            "3",
+            "--large",
+            openai_server,
+            "--large-model",
+            large_model_name,
+            "--max-tokens",
+            "4",
+            "--threshold",
+            str(threshold),
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "saved $" in printed and "query" in printed.splitlines()[0]
@@ -52,5 +68,7 @@ def test_demo_routes_prints_the_table_and_writes_json(openai_server, large_model
     assert totals["all_large_cost"] == pytest.approx(all_large)
     assert totals["cost"] == pytest.approx(sum(r["cost"] for r in rows))
     assert totals["saved"] == pytest.approx(all_large - totals["cost"]) and totals["saved"] > 0
-    assert (totals["small"], totals["large"]) == (sum(r["route"] == "small" for r in rows),
-                                                  sum(r["route"] == "large" for r in rows))
+    assert (totals["small"], totals["large"]) == (
+        sum(r["route"] == "small" for r in rows),
+        sum(r["route"] == "large" for r in rows),
+    )

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from hybrid_router import HybridRouter, load_routing_data
+from hybrid_router.core.encoder import Encoder
 from hybrid_router.train.data import shipped_path
 from hybrid_router.train.data_io import RoutingData
 from hybrid_router.train.depth import DEFAULT_DEPTHS, select_depth
-from hybrid_router.core.encoder import Encoder
 from hybrid_router.train.training import train_router
 
 N = 300
@@ -67,8 +67,12 @@ def test_depths_the_encoder_does_not_have_are_skipped():
 def test_train_router_chooses_a_depth_and_the_artifact_keeps_it(tmp_path):
     data = load_routing_data(shipped_path("routellm_gsm8k"))
     n = 252
-    subset = RoutingData(query_ids=data.query_ids[:n], queries=data.queries[:n], small_scores=data.small_scores[:n],
-                         large_scores=data.large_scores[:n])
+    subset = RoutingData(
+        query_ids=data.query_ids[:n],
+        queries=data.queries[:n],
+        small_scores=data.small_scores[:n],
+        large_scores=data.large_scores[:n],
+    )
     router = train_router(subset).router
     depth = router.info["depth_selection"]
     assert set(depth["cv_ranking_quality"]) == {str(d) if d else "all" for d in DEFAULT_DEPTHS}
@@ -82,8 +86,12 @@ def test_train_router_chooses_a_depth_and_the_artifact_keeps_it(tmp_path):
 
 def test_an_encoder_with_a_fixed_depth_is_used_as_given():
     texts, labels = probe_data()
-    data = RoutingData(query_ids=texts, queries=texts, small_scores=[np.array([y]) for y in labels],
-                       large_scores=[np.array([1.0]) for _ in labels])
+    data = RoutingData(
+        query_ids=texts,
+        queries=texts,
+        small_scores=[np.array([y]) for y in labels],
+        large_scores=[np.array([1.0]) for _ in labels],
+    )
     probe = DepthProbe(labels, layers=2)
     router = train_router(data, encoder=probe).router
     assert router.encoder_layers == 2 and "depth_selection" not in router.info

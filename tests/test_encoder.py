@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from hybrid_router import HybridRouter, load_routing_data
-from hybrid_router.train.data import shipped_path
 from hybrid_router.core.encoder import Encoder, EncoderLoadError, resolve_encoder_path
+from hybrid_router.train.data import shipped_path
 
 TEXTS = [
     "hi",

@@ -85,8 +85,10 @@ def test_real_traffic_to_retrained_router_and_sft_data(tmp_path, small_local_cha
     assert sorted(data.queries) == sorted(QUESTIONS) and data.small_model == "smollm2-135m"
     result = train_router(data, labels="trans", val_fraction=0.4)
     assert result.n_train == 3 and result.n_val == 2 and 0.0 <= result.router.score("What is 1 + 1?") <= 1.0
-    assert main(["train", str(pairs_csv), "--labels", "trans", "--val-fraction", "0.4",
-                 "--out", str(tmp_path / "router")]) == 0
+    assert (
+        main(["train", str(pairs_csv), "--labels", "trans", "--val-fraction", "0.4", "--out", str(tmp_path / "router")])
+        == 0
+    )
 
     sft = tmp_path / "sft.jsonl"
     assert main(["export-sft", str(log_path), str(sft), "--min-score", "0.5", "--scorer", "embed"]) == 0
@@ -100,8 +102,9 @@ def test_real_traffic_to_retrained_router_and_sft_data(tmp_path, small_local_cha
 
 
 def test_export_pairs_format_and_selection(tmp_path):
-    path = make_log(tmp_path / "log.db", [("q1", "ok 9", "meh 4"), ("q1", "ok 8", "meh 5"), ("q2", "ok 7", "meh 6")],
-                    source="demo")
+    path = make_log(
+        tmp_path / "log.db", [("q1", "ok 9", "meh 4"), ("q1", "ok 8", "meh 5"), ("q2", "ok 7", "meh 6")], source="demo"
+    )
     with RoutingLog(path) as log:  # a call without a shadow answer cannot make a pair
         log.log_call("q3", LARGE, "alone 9")
     with RoutingLog(path, store_text=False, shadow_rate=1.0) as log:  # privacy mode: no text, never exported
@@ -123,8 +126,15 @@ def test_export_pairs_format_and_selection(tmp_path):
 
 def test_export_sft_keeps_only_good_teacher_answers(tmp_path):
     convo = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q1"}]
-    path = make_log(tmp_path / "log.db", [(convo, "good 9", "small 10"), (convo, "good 9", "small 10"),
-                                          ("q2", "poor 3", "small 10"), ("q3", "fine 7", "small 1")])
+    path = make_log(
+        tmp_path / "log.db",
+        [
+            (convo, "good 9", "small 10"),
+            (convo, "good 9", "small 10"),
+            ("q2", "poor 3", "small 10"),
+            ("q3", "fine 7", "small 1"),
+        ],
+    )
     score_log(path, JudgeScorer(judge_by_number))
     out = tmp_path / "sft.jsonl"
     assert export_sft(path, out, min_score=7) == 2  # the duplicate of "good 9" is written once; small never

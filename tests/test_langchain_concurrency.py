@@ -13,17 +13,27 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from lc_fakes import NO_NETWORK, ScriptedChatModel
+
 from hybrid_router import HybridRouter, routing
 from hybrid_router.train.embedding_cache import CachedEncoder
-
 from langchain_hybrid import HybridChatModel
-from lc_fakes import NO_NETWORK, ScriptedChatModel
 
 pytestmark = NO_NETWORK
 
 N_CALLS = 1000
-TOPICS = ["prime numbers", "photosynthesis", "the French revolution", "binary search", "compound interest",
-          "black holes", "the water cycle", "recursion", "supply and demand", "vaccines"]
+TOPICS = [
+    "prime numbers",
+    "photosynthesis",
+    "the French revolution",
+    "binary search",
+    "compound interest",
+    "black holes",
+    "the water cycle",
+    "recursion",
+    "supply and demand",
+    "vaccines",
+]
 FORMS = ["What is {}?", "Explain {} to a child.", "Write a detailed essay about {}.", "Give one fact about {}."]
 QUERIES = [form.format(topic) for topic in TOPICS for form in FORMS]
 
@@ -49,12 +59,17 @@ async def one_call(model: HybridChatModel, query: str, threshold: float, layer: 
 
 def test_thousand_concurrent_calls_each_routed_by_its_own_threshold(cached_router):
     scores = dict(zip(QUERIES, cached_router.score_batch(QUERIES)))
-    model = HybridChatModel(small=ScriptedChatModel(model_name="fake-small", delay=0.002),
-                            large=ScriptedChatModel(model_name="fake-large", delay=0.002), router=cached_router)
+    model = HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small", delay=0.002),
+        large=ScriptedChatModel(model_name="fake-large", delay=0.002),
+        router=cached_router,
+    )
     rng = random.Random(7)
     low, high = min(scores.values()), max(scores.values())  # thresholds across the scores: both routes are taken
-    plan = [(rng.choice(QUERIES), round(rng.uniform(low, high), 3), ("kwarg", "metadata", "context")[i % 3])
-            for i in range(N_CALLS)]
+    plan = [
+        (rng.choice(QUERIES), round(rng.uniform(low, high), 3), ("kwarg", "metadata", "context")[i % 3])
+        for i in range(N_CALLS)
+    ]
 
     async def run_all():
         return await asyncio.gather(*(one_call(model, q, t, layer) for q, t, layer in plan))

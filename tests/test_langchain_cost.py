@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from hybrid_router import CostTracker
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.prompts import ChatPromptTemplate
-
-from langchain_hybrid import HybridChatModel, HybridCostCallbackHandler, get_hybrid_cost_callback
 from lc_fakes import NO_NETWORK, ScriptedChatModel
+
+from hybrid_router import CostTracker
+from langchain_hybrid import HybridChatModel, HybridCostCallbackHandler, get_hybrid_cost_callback
 
 pytestmark = NO_NETWORK
 
@@ -20,8 +20,11 @@ PRICES = {"fake-small": (1.0, 2.0), "fake-large": (10.0, 20.0)}
 
 @pytest.fixture
 def model(default_router) -> HybridChatModel:
-    return HybridChatModel(small=ScriptedChatModel(model_name="fake-small"),
-                           large=ScriptedChatModel(model_name="fake-large"), router=default_router)
+    return HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small"),
+        large=ScriptedChatModel(model_name="fake-large"),
+        router=default_router,
+    )
 
 
 def merge(chunks):
@@ -97,8 +100,11 @@ def test_cost_handler_totals_and_savings_across_invoke_and_stream(model):
 
 
 def test_cost_context_manager_sees_chains_and_fallbacks(default_router):
-    model = HybridChatModel(small=ScriptedChatModel(model_name="fake-small"),
-                            large=ScriptedChatModel(model_name="fake-large", error="down"), router=default_router)
+    model = HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small"),
+        large=ScriptedChatModel(model_name="fake-large", error="down"),
+        router=default_router,
+    )
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
     with get_hybrid_cost_callback(PRICES) as cost:
         chain.invoke({"q": "hi"}, config={"metadata": {"hybrid_route": "large"}})
@@ -121,8 +127,9 @@ def test_cost_handler_ignores_unrouted_models_and_validates_prices():
 
 
 def test_record_routes_sees_calls_hidden_by_an_output_parser(model):
-    from hybrid_router.core.records import record_routes
     from langchain_core.output_parsers import StrOutputParser
+
+    from hybrid_router.core.records import record_routes
 
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model | StrOutputParser()
     with record_routes() as routes:
@@ -134,8 +141,11 @@ def test_record_routes_sees_calls_hidden_by_an_output_parser(model):
 
 
 def test_a_child_that_cannot_stream_still_streams_one_labelled_chunk(default_router):
-    model = HybridChatModel(small=ScriptedChatModel(model_name="fake-small", disable_streaming=True),
-                            large=ScriptedChatModel(model_name="fake-large"), router=default_router)
+    model = HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small", disable_streaming=True),
+        large=ScriptedChatModel(model_name="fake-large"),
+        router=default_router,
+    )
     with get_usage_metadata_callback() as usage:
         chunks = list(model.stream("hello there", hybrid_route="small"))
         achunks = asyncio.run(_collect(model.astream("hello there", hybrid_route="small")))

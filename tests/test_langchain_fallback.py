@@ -10,18 +10,21 @@ import asyncio
 import time
 
 import pytest
-from hybrid_router import AllModelsFailedError, ModelTimeoutError
-
-from langchain_hybrid import HybridChatModel
 from lc_fakes import NO_NETWORK, ScriptedChatModel
+
+from hybrid_router import AllModelsFailedError, ModelTimeoutError
+from langchain_hybrid import HybridChatModel
 
 pytestmark = NO_NETWORK
 
 
 def hybrid(router, *, small: dict | None = None, large: dict | None = None, **kwargs) -> HybridChatModel:
-    return HybridChatModel(small=ScriptedChatModel(model_name="fake-small", **(small or {})),
-                           large=ScriptedChatModel(model_name="fake-large", **(large or {})),
-                           router=router, **kwargs)
+    return HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small", **(small or {})),
+        large=ScriptedChatModel(model_name="fake-large", **(large or {})),
+        router=router,
+        **kwargs,
+    )
 
 
 def merge(chunks):

@@ -14,8 +14,15 @@ SECRET = "sk-test-SECRET-key-never-logged-123"
 
 @pytest.fixture
 def logged_model(tmp_path, small_chat_model, openai_server, large_model_name, default_router):
-    large = ChatOpenAI(base_url=openai_server, api_key=SECRET, model=large_model_name, max_tokens=4, max_retries=0,
-                       stream_usage=True, default_headers={"X-Secret-Header": SECRET})
+    large = ChatOpenAI(
+        base_url=openai_server,
+        api_key=SECRET,
+        model=large_model_name,
+        max_tokens=4,
+        max_retries=0,
+        stream_usage=True,
+        default_headers={"X-Secret-Header": SECRET},
+    )
     log = RoutingLog(tmp_path / "log.db", shadow_rate=1.0, seed=0)
     model = HybridChatModel(small=small_chat_model, large=large, router=default_router, max_tokens=4, routing_log=log)
     yield model, log, tmp_path / "log.db"

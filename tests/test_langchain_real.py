@@ -11,18 +11,20 @@ import asyncio
 from typing import Any
 
 import pytest
-from hybrid_router.local.server import free_port
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
+from hybrid_router.local.server import free_port
 from langchain_hybrid import HybridChatModel, get_hybrid_cost_callback
 
 pytestmark = pytest.mark.real_model
 
-TINY = "SmolLM2-135M (a few new tokens, greedy) does not reliably produce tool calls or JSON; the wrapper's tool and " \
-       "structured-output plumbing is covered by the same suite over tool-capable children in test_langchain_standard"
+TINY = (
+    "SmolLM2-135M (a few new tokens, greedy) does not reliably produce tool calls or JSON; the wrapper's tool and "
+    "structured-output plumbing is covered by the same suite over tool-capable children in test_langchain_standard"
+)
 
 
 class TestHybridChatModelRealModels(ChatModelIntegrationTests):
@@ -94,8 +96,9 @@ class TestHybridChatModelRealModels(ChatModelIntegrationTests):
         super().test_agent_loop(model)
 
     @pytest.mark.xfail(reason=TINY, run=False)
-    def test_unicode_tool_call_integration(self, model: Any, *, tool_choice: Any = None,
-                                           force_tool_call: bool = True) -> None:
+    def test_unicode_tool_call_integration(
+        self, model: Any, *, tool_choice: Any = None, force_tool_call: bool = True
+    ) -> None:
         super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)
 
 
@@ -141,8 +144,9 @@ def test_real_usage_counted_once_and_priced(hybrid, large_model_name):
 
 @pytest.mark.parametrize("how", ["invoke", "stream", "ainvoke"])
 def test_unreachable_large_server_falls_back_to_real_small(small_chat_model, default_router, how):
-    dead = ChatOpenAI(model="gpt-4o", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="x", max_retries=0,
-                      timeout=10)
+    dead = ChatOpenAI(
+        model="gpt-4o", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="x", max_retries=0, timeout=10
+    )
     model = HybridChatModel(small=small_chat_model, large=dead, router=default_router, max_tokens=4)
     if how == "invoke":
         message = model.invoke("Say hi.", hybrid_route="large")
@@ -154,4 +158,3 @@ def test_unreachable_large_server_falls_back_to_real_small(small_chat_model, def
     assert routed["route"] == "large" and routed["answered_by"] == "small" and routed["fallback"]
     assert "ConnectionError" in routed["fallback_reason"]
     assert message.response_metadata["model_name"] == "smollm2-135m" and message.text
-

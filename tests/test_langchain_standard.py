@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
+from lc_fakes import NO_NETWORK, ScriptedChatModel
 
 from langchain_hybrid import HybridChatModel
-from lc_fakes import NO_NETWORK, ScriptedChatModel
 
 
 def _children() -> dict[str, Any]:
@@ -57,8 +57,10 @@ class TestHybridChatModelUnit(ChatModelUnitTests):
     def supports_model_override(self) -> bool:
         return False
 
-    @pytest.mark.xfail(reason="ls_model_name names the routed child; a per-call `model=` override is not a "
-                              "HybridChatModel feature (which child would it rename?)")
+    @pytest.mark.xfail(
+        reason="ls_model_name names the routed child; a per-call `model=` override is not a "
+        "HybridChatModel feature (which child would it rename?)"
+    )
     def test_standard_params_model_override(self, model: Any) -> None:
         super().test_standard_params_model_override(model)
 

@@ -14,14 +14,14 @@ import math
 from typing import Any, Callable
 
 import pytest
-from hybrid_router import routing
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-
-from langchain_hybrid import HybridChatModel
 from lc_fakes import NO_NETWORK, ScriptedChatModel
+
+from hybrid_router import routing
+from langchain_hybrid import HybridChatModel
 
 pytestmark = NO_NETWORK
 
@@ -38,9 +38,11 @@ def score(default_router) -> float:
 
 @pytest.fixture
 def model(default_router) -> HybridChatModel:
-    return HybridChatModel(small=ScriptedChatModel(model_name="fake-small"),
-                           large=ScriptedChatModel(model_name="fake-large", tool_format="anthropic"),
-                           router=default_router)
+    return HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small"),
+        large=ScriptedChatModel(model_name="fake-large", tool_format="anthropic"),
+        router=default_router,
+    )
 
 
 def merge(chunks: Any) -> Any:
@@ -55,8 +57,11 @@ async def amerge(chunks: Any) -> Any:
 
 
 async def v2_end_message(runnable: Any, value: Any, config: dict) -> AIMessage:
-    outputs = [e["data"]["output"] async for e in runnable.astream_events(value, config=config, version="v2")
-               if e["event"] == "on_chat_model_end"]
+    outputs = [
+        e["data"]["output"]
+        async for e in runnable.astream_events(value, config=config, version="v2")
+        if e["event"] == "on_chat_model_end"
+    ]
     assert len(outputs) == 1
     return outputs[0]
 
@@ -88,7 +93,8 @@ PATHS: dict[str, Callable[[HybridChatModel, dict], AIMessage]] = {
     "chain_with_config_stream": lambda m, c: merge((PROMPT | m).with_config(**c).stream({"q": QUERY})),
     "nested_in_lambda": lambda m, c: RunnableLambda(lambda x: (PROMPT | m).invoke(x)).invoke({"q": QUERY}, config=c),
     "nested_in_lambda_stream": lambda m, c: merge(
-        RunnableLambda(lambda x: merge((PROMPT | m).stream(x))).stream({"q": QUERY}, config=c)),
+        RunnableLambda(lambda x: merge((PROMPT | m).stream(x))).stream({"q": QUERY}, config=c)
+    ),
 }
 
 
@@ -125,16 +131,24 @@ def test_threshold_reaches_router_on_every_path(path, layer, side, model, score)
 def test_kwarg_on_invoke_stream_batch_and_bind(model, score):
     low, high = round(score - 0.01, 4), round(score + 0.01, 4)
     check(model.invoke(QUERY, quality_threshold=high), threshold=high, source="kwarg:quality_threshold", score=score)
-    check(merge(model.stream(QUERY, quality_threshold=low)), threshold=low, source="kwarg:quality_threshold",
-          score=score)
-    check(asyncio.run(amerge(model.astream(QUERY, quality_threshold=high))), threshold=high,
-          source="kwarg:quality_threshold", score=score)
-    check(model.batch([QUERY], quality_threshold=low)[0], threshold=low, source="kwarg:quality_threshold",
-          score=score)
+    check(
+        merge(model.stream(QUERY, quality_threshold=low)), threshold=low, source="kwarg:quality_threshold", score=score
+    )
+    check(
+        asyncio.run(amerge(model.astream(QUERY, quality_threshold=high))),
+        threshold=high,
+        source="kwarg:quality_threshold",
+        score=score,
+    )
+    check(model.batch([QUERY], quality_threshold=low)[0], threshold=low, source="kwarg:quality_threshold", score=score)
     # A bound kwarg inside a chain beats the chain's metadata.
     chain = PROMPT | model.bind(quality_threshold=high)
-    check(chain.invoke({"q": QUERY}, config={"metadata": {"quality_threshold": low}}), threshold=high,
-          source="kwarg:quality_threshold", score=score)
+    check(
+        chain.invoke({"q": QUERY}, config={"metadata": {"quality_threshold": low}}),
+        threshold=high,
+        source="kwarg:quality_threshold",
+        score=score,
+    )
 
 
 def test_most_specific_place_wins(model, score):

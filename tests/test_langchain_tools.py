@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hybrid_router import routing
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from lc_fakes import NO_NETWORK, ScriptedChatModel
 from pydantic import BaseModel, Field
 
+from hybrid_router import routing
 from langchain_hybrid import HybridChatModel
-from lc_fakes import NO_NETWORK, ScriptedChatModel
 
 pytestmark = NO_NETWORK
 
@@ -37,9 +37,11 @@ class Weather(BaseModel):
 
 @pytest.fixture
 def model(default_router) -> HybridChatModel:
-    return HybridChatModel(small=ScriptedChatModel(model_name="fake-small", tool_format="openai"),
-                           large=ScriptedChatModel(model_name="fake-large", tool_format="anthropic"),
-                           router=default_router)
+    return HybridChatModel(
+        small=ScriptedChatModel(model_name="fake-small", tool_format="openai"),
+        large=ScriptedChatModel(model_name="fake-large", tool_format="anthropic"),
+        router=default_router,
+    )
 
 
 def merge(chunks):
@@ -53,8 +55,9 @@ def merge(chunks):
 def test_bind_tools_uses_the_routed_childs_own_format(model, route):
     bound = model.bind_tools([add], tool_choice="any")
     message = bound.invoke("add 3 and 4", hybrid_route=route)
-    assert message.tool_calls == [{"name": "add", "args": {"a": 3, "b": 4}, "id": message.tool_calls[0]["id"],
-                                   "type": "tool_call"}]
+    assert message.tool_calls == [
+        {"name": "add", "args": {"a": 3, "b": 4}, "id": message.tool_calls[0]["id"], "type": "tool_call"}
+    ]
     assert message.response_metadata["model_name"] == f"fake-{route}"
     child = model.small if route == "small" else model.large
     other = model.large if route == "small" else model.small
@@ -94,7 +97,8 @@ def test_structured_output_on_both_routes(model, route):
     assert result == Weather(city="Oslo", degrees=21)
     assert merge(structured.stream("Weather in 'Oslo' is 21 degrees", hybrid_route=route)) is not None
     raw = model.with_structured_output(Weather, include_raw=True).invoke(
-        "Weather in 'Oslo' is 21 degrees", config={"metadata": {"hybrid_route": route}})
+        "Weather in 'Oslo' is 21 degrees", config={"metadata": {"hybrid_route": route}}
+    )
     assert raw["parsed"] == Weather(city="Oslo", degrees=21)
     assert raw["raw"].response_metadata["model_name"] == f"fake-{route}"
 
@@ -114,8 +118,7 @@ def test_agent_runs_with_hybrid_model_and_routes_every_step(model, default_route
     agent = create_agent(model=model, tools=[add])
     question = "Please add 3 and 4."
     threshold = round(default_router.score(question) - 0.01, 4)
-    state = agent.invoke({"messages": [HumanMessage(question)]},
-                         config={"metadata": {"quality_threshold": threshold}})
+    state = agent.invoke({"messages": [HumanMessage(question)]}, config={"metadata": {"quality_threshold": threshold}})
     ai = [m for m in state["messages"] if isinstance(m, AIMessage)]
     assert ai[0].tool_calls[0]["name"] == "add"
     assert state["messages"][-1].text == "The tool said: 7"
@@ -131,9 +134,13 @@ def test_agent_streams_async_with_context_threshold_and_structured_response(mode
 
     async def run():
         with routing(route="large"):
-            return [chunk async for chunk in agent.astream(
-                {"messages": [HumanMessage("Add 20 and 1, then report the weather in 'Oslo'")]},
-                stream_mode="values")]
+            return [
+                chunk
+                async for chunk in agent.astream(
+                    {"messages": [HumanMessage("Add 20 and 1, then report the weather in 'Oslo'")]},
+                    stream_mode="values",
+                )
+            ]
 
     states = asyncio.run(run())
     final = states[-1]

@@ -97,13 +97,16 @@ def test_every_import_path_the_readme_documents_works(path):
         assert resolve(path) is not None
 
 
-@pytest.mark.parametrize("old, new", [
-    ("hybrid_router.routing_log", "hybrid_router.traffic.routing_log"),
-    ("hybrid_router.records", "hybrid_router.core.records"),
-    ("hybrid_router.local_chat", "hybrid_router.local.chat"),
-    ("hybrid_router.data", "hybrid_router.train.data"),
-    ("hybrid_router.commands.serve", "hybrid_router.cli.serve"),
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("hybrid_router.routing_log", "hybrid_router.traffic.routing_log"),
+        ("hybrid_router.records", "hybrid_router.core.records"),
+        ("hybrid_router.local_chat", "hybrid_router.local.chat"),
+        ("hybrid_router.data", "hybrid_router.train.data"),
+        ("hybrid_router.commands.serve", "hybrid_router.cli.serve"),
+    ],
+)
 def test_the_0_1_module_paths_are_aliases_of_the_moved_modules(old, new):
     with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
         module = importlib.import_module(old)

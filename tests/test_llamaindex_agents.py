@@ -74,6 +74,7 @@ def hybrid(spies, default_router):
 def run_tools(llm, entry: str, user_msg: Any = "Add and multiply, please.", **kwargs: Any) -> ChatResponse:
     """One tool call on ``entry``; the (last) response."""
     if entry.startswith("a"):
+
         async def go():
             result = await getattr(llm, entry)(TOOLS, user_msg=user_msg, **kwargs)
             if entry.startswith("astream"):
@@ -186,12 +187,16 @@ def test_a_run_pins_the_model_that_answered_after_a_fallback(default_router):
 
     output, routes = asyncio.run(go())
     assert len(output.tool_calls) == 2
-    assert [(r["route"], r["answered_by"], r["fallback"]) for r in routes] == [("small", "large", True),
-                                                                              ("large", "large", False)]
+    assert [(r["route"], r["answered_by"], r["fallback"]) for r in routes] == [
+        ("small", "large", True),
+        ("large", "large", False),
+    ]
     assert small.log == ["prepare"]  # the second step went straight to the pinned large model
 
 
-REACT_ACTION = 'Thought: I need to use a tool to help me answer the question.\nAction: add\nAction Input: {"a": 1, "b": 2}'
+REACT_ACTION = (
+    'Thought: I need to use a tool to help me answer the question.\nAction: add\nAction Input: {"a": 1, "b": 2}'
+)
 REACT_ANSWER = "Thought: I can answer without using any more tools.\nAnswer: 1+2 is 3."
 
 
@@ -227,7 +232,11 @@ def test_route_pins_keep_the_first_answer_and_forget_the_oldest_runs():
     pins = RoutePins(max_runs=2)
     decision = RouteDecision("small", 0.8, 0.5, "context:quality_threshold", 0.5)
     fell_back = pins.pin("run-1", Answered(decision, "large", "small model failed"))
-    assert (fell_back.target, fell_back.score, fell_back.threshold_source) == ("large", 0.8, "pinned:context:quality_threshold")
+    assert (fell_back.target, fell_back.score, fell_back.threshold_source) == (
+        "large",
+        0.8,
+        "pinned:context:quality_threshold",
+    )
     assert pins.pin("run-1", Answered(decision, "small")) is fell_back and pins.get("run-1") is fell_back
     pins.pin("run-2", Answered(decision, "small"))
     pins.pin("run-3", Answered(decision, "small"))

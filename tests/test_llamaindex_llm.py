@@ -25,10 +25,28 @@ from hybrid_router.core.records import record_routes
 from llamaindex_hybrid import HybridLLM, HybridRouteEvent, track_costs
 
 QUESTION = "What is the capital of France?"
-ENTRY_POINTS = ["chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete", "stream_complete",
-                "astream_complete"]
-METADATA_KEYS = {"route", "answered_by", "model", "small_model", "large_model", "score", "threshold",
-                 "threshold_source", "fallback", "fallback_reason"}
+ENTRY_POINTS = [
+    "chat",
+    "achat",
+    "stream_chat",
+    "astream_chat",
+    "complete",
+    "acomplete",
+    "stream_complete",
+    "astream_complete",
+]
+METADATA_KEYS = {
+    "route",
+    "answered_by",
+    "model",
+    "small_model",
+    "large_model",
+    "score",
+    "threshold",
+    "threshold_source",
+    "fallback",
+    "fallback_reason",
+}
 
 
 class NamedMock(MockLLM):
@@ -118,6 +136,7 @@ def call(llm, entry: str, text: str = QUESTION, **kwargs: Any) -> list:
     messages = [ChatMessage(role="user", content=text)]
     arg = messages if "chat" in entry else text
     if entry.startswith("a"):
+
         async def run():
             result = await getattr(llm, entry)(arg, **kwargs)
             if entry.startswith("astream"):
@@ -213,9 +232,15 @@ def test_options_precedence_kwarg_then_context_then_model_default_then_router(pa
 
     assert meta(plain)["threshold_source"] == "default:quality_threshold"
     assert meta(plain)["threshold"] == default_router.default_threshold
-    assert (meta(with_default)["threshold_source"], meta(with_default)["answered_by"]) == ("default:quality_threshold", "large")
+    assert (meta(with_default)["threshold_source"], meta(with_default)["answered_by"]) == (
+        "default:quality_threshold",
+        "large",
+    )
     with routing(quality_threshold=0.0):
-        assert (meta(with_default)["threshold_source"], meta(with_default)["answered_by"]) == ("context:quality_threshold", "small")
+        assert (meta(with_default)["threshold_source"], meta(with_default)["answered_by"]) == (
+            "context:quality_threshold",
+            "small",
+        )
         inner = meta(with_default, hybrid_route="large")
         assert (inner["threshold_source"], inner["answered_by"], inner["score"]) == ("kwarg:route", "large", None)
         with routing(route="small"):
@@ -306,8 +331,10 @@ def test_empty_message_list_and_bad_context_raise_before_any_call(hybrid, pair):
     assert all(c.llm_token_counts == [] for c in counters)
 
 
-@pytest.mark.parametrize("bad", [{"quality_threshold": 2}, {"route": "medium"}, {"timeout": 0},
-                                 {"quality_threshold": 0.5, "large_share": 0.2}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"quality_threshold": 2}, {"route": "medium"}, {"timeout": 0}, {"quality_threshold": 0.5, "large_share": 0.2}],
+)
 def test_bad_model_defaults_are_rejected_at_construction(pair, default_router, bad):
     with pytest.raises(ValueError):
         HybridLLM(*pair, router=default_router, **bad)
@@ -336,7 +363,8 @@ def test_a_stalled_model_times_out_and_falls_back(pair, default_router, entry):
 def test_without_fallback_the_error_is_raised_and_two_failures_are_reported(pair, default_router):
     with pytest.raises(ConnectionError):
         HybridLLM(Broken(), pair[1], router=default_router, fallback=False).chat(
-            [ChatMessage(role="user", content=QUESTION)], hybrid_route="small")
+            [ChatMessage(role="user", content=QUESTION)], hybrid_route="small"
+        )
     with pytest.raises(AllModelsFailedError):
         list(HybridLLM(Broken(), Broken(), router=default_router).stream_complete(QUESTION))
 
@@ -352,7 +380,11 @@ def test_token_counting_handler_counts_each_call_once(pair, default_router, entr
     counter = TokenCountingHandler()
     llm = HybridLLM(*pair, router=default_router, callback_manager=CallbackManager([counter]))
     call(llm, entry, hybrid_route="large")
-    assert (counter.prompt_llm_token_count, counter.completion_llm_token_count, len(counter.llm_token_counts)) == expected
+    assert (
+        counter.prompt_llm_token_count,
+        counter.completion_llm_token_count,
+        len(counter.llm_token_counts),
+    ) == expected
     assert expected[2] >= 1
 
 
@@ -378,15 +410,21 @@ def test_one_route_event_per_call_and_only_the_childs_own_llm_events(hybrid, pai
     assert [type(e) for e in events if not isinstance(e, HybridRouteEvent)] == child_events
     assert len(routes) == 2
     first, second = routes
-    assert (first.route, first.source, first.threshold, first.fallback) == ("small", "kwarg:quality_threshold", 0.0, False)
+    assert (first.route, first.source, first.threshold, first.fallback) == (
+        "small",
+        "kwarg:quality_threshold",
+        0.0,
+        False,
+    )
     assert second.route == "large" and second.score == pytest.approx(first.score)
     assert second.metadata == chunks[-1].additional_kwargs["hybrid_router"]
     assert second.response is chunks[-1] and second.prompt == QUESTION
 
 
 def test_route_event_carries_the_fallback(pair, default_router, events):
-    HybridLLM(Broken(), pair[1], router=default_router).chat([ChatMessage(role="user", content=QUESTION)],
-                                                               hybrid_route="small")
+    HybridLLM(Broken(), pair[1], router=default_router).chat(
+        [ChatMessage(role="user", content=QUESTION)], hybrid_route="small"
+    )
     (event,) = [e for e in events if isinstance(e, HybridRouteEvent)]
     assert (event.route, event.answered_by, event.fallback) == ("small", "large", True)
     assert "small model is down" in event.fallback_reason
@@ -407,9 +445,11 @@ def test_cost_handler_totals_calls_tokens_dollars_and_savings(default_router):
     tracker = costs.tracker
     assert tracker.calls == 4 and tracker.routes == {"small": 3, "large": 1}
     assert sum(t.input_tokens for t in tracker.per_model.values()) == sum(
-        e.prompt_token_count for e in counter.llm_token_counts[:4])
+        e.prompt_token_count for e in counter.llm_token_counts[:4]
+    )
     assert sum(t.output_tokens for t in tracker.per_model.values()) == sum(
-        e.completion_token_count for e in counter.llm_token_counts[:4])
+        e.completion_token_count for e in counter.llm_token_counts[:4]
+    )
     tiny = tracker.per_model["tiny"]
     assert tiny.cost == pytest.approx((tiny.input_tokens * 1.0 + tiny.output_tokens * 2.0) / 1e6)
     all_tokens = [(e.prompt_token_count, e.completion_token_count) for e in counter.llm_token_counts[:4]]

@@ -14,8 +14,16 @@ SECRET = "sk-test-SECRET-key-never-logged-456"
 async def test_calls_are_logged_with_shadow_pairs_and_no_secrets(
     tmp_path, small_llamaindex_llm, openai_server, large_model_name, default_router
 ):
-    large = OpenAILike(model=large_model_name, api_base=openai_server, api_key=SECRET, max_tokens=4, is_chat_model=True,
-                       max_retries=0, reuse_client=False, default_headers={"X-Secret": SECRET})
+    large = OpenAILike(
+        model=large_model_name,
+        api_base=openai_server,
+        api_key=SECRET,
+        max_tokens=4,
+        is_chat_model=True,
+        max_retries=0,
+        reuse_client=False,
+        default_headers={"X-Secret": SECRET},
+    )
     path = tmp_path / "log.db"
     log = RoutingLog(path, shadow_rate=1.0)
     llm = HybridLLM(small=small_llamaindex_llm, large=large, router=default_router, routing_log=log)
@@ -27,7 +35,10 @@ async def test_calls_are_logged_with_shadow_pairs_and_no_secrets(
     answers = [r for r in rows if r["kind"] == "answer"]
     shadows = [r for r in rows if r["kind"] == "shadow"]
     assert [(r["query"], r["answered_by"], r["fallback"]) for r in answers] == [
-        ("Say hi.", "small", 0), ("Say yes.", "large", 0), ("Say no.", "large", 0)]
+        ("Say hi.", "small", 0),
+        ("Say yes.", "large", 0),
+        ("Say no.", "large", 0),
+    ]
     assert all(r["answer"] and r["input_tokens"] and r["output_tokens"] for r in answers)
     assert sorted(s["pair_id"] for s in shadows) == sorted(a["call_id"] for a in answers)
     assert all(s["error"] is None for s in shadows)

@@ -82,7 +82,8 @@ def test_query_engine_takes_its_threshold_from_the_routing_block(index, mock_hyb
         engine.query(QUESTION)
     assert lake_source(response) and str(response)
     assert [(r["answered_by"], r["threshold"], r["threshold_source"]) for r in strict] == [
-        ("large", 1.0, "context:quality_threshold")]
+        ("large", 1.0, "context:quality_threshold")
+    ]
     assert [(r["answered_by"], r["model"]) for r in lax] == [("small", "tiny")]
 
 
@@ -113,13 +114,15 @@ def test_chat_engine_sync_async_and_streaming(index, mock_hybrid):
     assert str(sync) and streamed and str(first) and astreamed
     # follow-ups (chat history present) add a condense call: the threshold holds for every call
     assert len(routes) >= 4 and {(r["answered_by"], r["threshold_source"]) for r in routes} == {
-        ("large", "context:quality_threshold")}
+        ("large", "context:quality_threshold")
+    }
 
 
 # ---------------------------------------------------------------- real models
 @pytest.mark.real_model
-def test_real_rag_with_the_small_model_and_the_local_server(index, settings, small_llamaindex_llm,
-                                                            large_llamaindex_llm, default_router):
+def test_real_rag_with_the_small_model_and_the_local_server(
+    index, settings, small_llamaindex_llm, large_llamaindex_llm, default_router
+):
     settings.llm = HybridLLM(small_llamaindex_llm, large_llamaindex_llm, router=default_router)
     engine = index.as_query_engine(similarity_top_k=1)
     with routing(quality_threshold=0.0), record_routes() as lax:

@@ -15,23 +15,31 @@ from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.tools import FunctionTool
 
 from hybrid_router import routing
-from hybrid_router.local.server import free_port
 from hybrid_router.core.records import record_routes
+from hybrid_router.local.server import free_port
 from llamaindex_hybrid import HybridLLM, track_costs
 
 pytestmark = pytest.mark.real_model
 
 EASY = "What is 2 + 2?"
 HARD = "Prove that there are infinitely many primes p such that p + 2 is also prime, or explain why this is open."
-ENTRY_TARGETS = [("chat", "small"), ("achat", "large"), ("stream_chat", "large"), ("astream_chat", "small"),
-                 ("complete", "large"), ("acomplete", "small"), ("stream_complete", "small"),
-                 ("astream_complete", "large")]
+ENTRY_TARGETS = [
+    ("chat", "small"),
+    ("achat", "large"),
+    ("stream_chat", "large"),
+    ("astream_chat", "small"),
+    ("complete", "large"),
+    ("acomplete", "small"),
+    ("stream_complete", "small"),
+    ("astream_complete", "large"),
+]
 
 
 def call(llm, entry: str, text: str, **kwargs: Any) -> list:
     """Run one entry point; the responses (one, or every streamed chunk)."""
     arg = [ChatMessage(role="user", content=text)] if "chat" in entry else text
     if entry.startswith("a"):
+
         async def run():
             result = await getattr(llm, entry)(arg, **kwargs)
             return [c async for c in result] if entry.startswith("astream") else [result]
@@ -56,8 +64,18 @@ def server_client(openai_server: str, model: str, **kwargs: Any) -> Any:
     """
     from llama_index.llms.openai_like import OpenAILike
 
-    return OpenAILike(model=model, api_base=openai_server, api_key="x", is_chat_model=True, max_tokens=TOKENS,
-                      temperature=0, max_retries=0, timeout=120, reuse_client=False, **kwargs)
+    return OpenAILike(
+        model=model,
+        api_base=openai_server,
+        api_key="x",
+        is_chat_model=True,
+        max_tokens=TOKENS,
+        temperature=0,
+        max_retries=0,
+        timeout=120,
+        reuse_client=False,
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -83,8 +101,15 @@ def dead_endpoint(large_model_name):
     """An OpenAI-compatible client pointed at a port where nothing listens."""
     from llama_index.llms.openai_like import OpenAILike
 
-    return OpenAILike(model=large_model_name, api_base=f"http://127.0.0.1:{free_port()}/v1", api_key="x",
-                      is_chat_model=True, max_retries=0, timeout=5, max_tokens=TOKENS)
+    return OpenAILike(
+        model=large_model_name,
+        api_base=f"http://127.0.0.1:{free_port()}/v1",
+        api_key="x",
+        is_chat_model=True,
+        max_retries=0,
+        timeout=5,
+        max_tokens=TOKENS,
+    )
 
 
 @pytest.mark.parametrize("entry,target", ENTRY_TARGETS)
@@ -94,7 +119,11 @@ def test_every_entry_point_on_real_models(hybrid, entry, target):
     child = hybrid.small if target == "small" else hybrid.large
     for r in responses:
         meta = r.additional_kwargs["hybrid_router"]
-        assert (meta["answered_by"], meta["model"], meta["fallback_reason"]) == (target, child.metadata.model_name, None)
+        assert (meta["answered_by"], meta["model"], meta["fallback_reason"]) == (
+            target,
+            child.metadata.model_name,
+            None,
+        )
 
 
 def test_the_router_splits_real_prompts_at_the_threshold(hybrid, default_router):
@@ -124,8 +153,10 @@ def test_token_counts_and_costs_match_the_reported_usage(small, large, default_r
     small_name, large_name = small.metadata.model_name, large.metadata.model_name
     prices = {small_name: (0.1, 0.2), large_name: (5.0, 15.0)}
     with track_costs(prices) as costs:
-        answers = [llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="small"),
-                   llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="large")]
+        answers = [
+            llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="small"),
+            llm.chat([ChatMessage(role="user", content=EASY)], hybrid_route="large"),
+        ]
     assert len(counter.llm_token_counts) == 2  # one event per call, none from the wrapper
     small_usage = answers[0].raw["usage"]
     assert counter.llm_token_counts[0].prompt_token_count == small_usage["prompt_tokens"]
@@ -153,14 +184,19 @@ def multiply(a: int, b: int) -> int:
 @pytest.fixture
 def tool_capable_hybrid(openai_server, large_model_name, default_router):
     """Two function-calling OpenAI clients on the local server (its model decides whether it calls tools)."""
-    return HybridLLM(server_client(openai_server, large_model_name, is_function_calling_model=True),
-                     server_client(openai_server, large_model_name, is_function_calling_model=True),
-                     router=default_router)
+    return HybridLLM(
+        server_client(openai_server, large_model_name, is_function_calling_model=True),
+        server_client(openai_server, large_model_name, is_function_calling_model=True),
+        router=default_router,
+    )
 
 
 def test_function_agent_on_real_models(tool_capable_hybrid):
-    agent = FunctionAgent(tools=[FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)],
-                          llm=tool_capable_hybrid, system_prompt="Use the tools to compute.")
+    agent = FunctionAgent(
+        tools=[FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)],
+        llm=tool_capable_hybrid,
+        system_prompt="Use the tools to compute.",
+    )
 
     async def go():
         with record_routes() as routes:
@@ -171,8 +207,10 @@ def test_function_agent_on_real_models(tool_capable_hybrid):
     assert routes and len({r["answered_by"] for r in routes}) == 1  # the run stays on one model
     assert all(r["threshold_source"].startswith("pinned:") for r in routes[1:])
     if not output.tool_calls:
-        pytest.skip("the stand-in model (SmolLM2-135M) has no tool-calling chat template: it answered in text "
-                    f"({str(output.response.content)[:60]!r}); the agent ran end to end without a tool call")
+        pytest.skip(
+            "the stand-in model (SmolLM2-135M) has no tool-calling chat template: it answered in text "
+            f"({str(output.response.content)[:60]!r}); the agent ran end to end without a tool call"
+        )
     assert any(c.tool_name in {"add", "multiply"} for c in output.tool_calls)
 
 
@@ -187,5 +225,7 @@ def test_react_agent_on_real_models(hybrid):
 
     output, routes = asyncio.run(go())
     assert str(output.response.content).strip()
-    assert routes and routes[0]["answered_by"] == "small" and routes[0]["threshold_source"] == "context:quality_threshold"
+    assert (
+        routes and routes[0]["answered_by"] == "small" and routes[0]["threshold_source"] == "context:quality_threshold"
+    )
     assert all(r["threshold_source"] == "pinned:context:quality_threshold" for r in routes[1:])

@@ -138,8 +138,10 @@ def test_tools_reach_a_tool_capable_chat_template(small_hf_model):
 
     model, tokenizer = small_hf_model
     tool_tokenizer = copy.deepcopy(tokenizer)
-    tool_tokenizer.chat_template = ("{% for t in tools %}TOOL {{ t['function']['name'] }}\n{% endfor %}"
-                                    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    tool_tokenizer.chat_template = (
+        "{% for t in tools %}TOOL {{ t['function']['name'] }}\n{% endfor %}"
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    )
     chat = LocalChat(model, tool_tokenizer)
     assert chat.supports_tools
 
@@ -149,8 +151,9 @@ def test_tools_reach_a_tool_capable_chat_template(small_hf_model):
 
     ids = chat.prompt_ids([{"role": "user", "content": "hi"}], tools=[convert_to_openai_tool(get_weather)])
     assert "TOOL get_weather" in tool_tokenizer.decode(ids[0])
-    plain = LocalChat(model, tokenizer).prompt_ids([{"role": "user", "content": "hi"}],
-                                                   tools=[convert_to_openai_tool(get_weather)])
+    plain = LocalChat(model, tokenizer).prompt_ids(
+        [{"role": "user", "content": "hi"}], tools=[convert_to_openai_tool(get_weather)]
+    )
     assert "get_weather" not in tokenizer.decode(plain[0])  # SmolLM2's template has no tools section
 
 
@@ -179,8 +182,7 @@ def test_small_llamaindex_llm_chat_stream_and_counts(small_llamaindex_llm):
     response = small_llamaindex_llm.chat([ChatMessage(role="user", content="Name a fruit.")], max_tokens=4)
     assert response.message.content
     assert response.raw["usage"]["completion_tokens"] == response.additional_kwargs["completion_tokens"] > 0
-    pieces = list(small_llamaindex_llm.stream_chat([ChatMessage(role="user", content="Name a fruit.")],
-                                                   max_tokens=4))
+    pieces = list(small_llamaindex_llm.stream_chat([ChatMessage(role="user", content="Name a fruit.")], max_tokens=4))
     assert len([p for p in pieces if p.delta]) >= 2
     assert pieces[-1].message.content == "".join(p.delta or "" for p in pieces)
     assert pieces[-1].raw["usage"]["prompt_tokens"] > 5
@@ -231,10 +233,21 @@ def test_local_server_speaks_openai_with_tools(local_openai_server):
     from openai import OpenAI
 
     client = OpenAI(base_url=local_openai_server.base_url, api_key="x", max_retries=0)
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
-    response = client.chat.completions.create(model=local_openai_server.model_name, max_tokens=4, tools=tools,
-                                              messages=[{"role": "user", "content": "Weather in Paris?"}])
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    response = client.chat.completions.create(
+        model=local_openai_server.model_name,
+        max_tokens=4,
+        tools=tools,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    )
     assert response.usage.completion_tokens > 0
     assert json.loads(response.model_dump_json())["choices"][0]["message"]["role"] == "assistant"
 

@@ -44,8 +44,12 @@ def test_parse_rating_accepts_the_documented_format_only():
     assert parse_rating("Short and correct. Rating: [[7]]") == 7.0
     assert parse_rating("Rating: 8.5") == 8.5
     assert parse_rating("[[3]] ... so my rating is [[3]]") == 3.0
-    for bad, message in [("It is quite good.", "no rating"), ("[[3]] or maybe [[9]]", "several"),
-                         ("Rating: [[11]]", "outside"), ("", "no rating")]:
+    for bad, message in [
+        ("It is quite good.", "no rating"),
+        ("[[3]] or maybe [[9]]", "several"),
+        ("Rating: [[11]]", "outside"),
+        ("", "no rating"),
+    ]:
         with pytest.raises(JudgeParseError, match=message):
             parse_rating(bad)
 
@@ -104,8 +108,9 @@ def test_pairwise_judge_asks_both_orders(tmp_path):
 @pytest.mark.real_model
 def test_real_judge_over_openai_api(tmp_path, openai_server, large_model_name):
     """The tiny model as a judge through a real OpenAI-compatible server: whatever it says is stored as-is."""
-    path = make_log(tmp_path / "log.db", [("What is the capital of France?", "Paris.", "Paris is the capital.")],
-                    shadow=False)
+    path = make_log(
+        tmp_path / "log.db", [("What is the capital of France?", "Paris.", "Paris is the capital.")], shadow=False
+    )
     scorer = JudgeScorer(openai_complete(openai_server, large_model_name, api_key="none", max_tokens=16))
     summary = score_log(path, scorer)
     (row,) = read_scores(path, "judge")
@@ -162,10 +167,13 @@ def test_cli_score_log_needs_references_for_match(tmp_path, capsys):
 
 @pytest.mark.real_model
 def test_embed_scorer_with_minilm(tmp_path):
-    path = make_log(tmp_path / "log.db", [
-        ("Capital of France?", "The capital of France is Paris.", "Paris is the capital city of France."),
-        ("Capital of Spain?", "I like turtles and bicycles.", "Madrid is the capital of Spain."),
-    ])
+    path = make_log(
+        tmp_path / "log.db",
+        [
+            ("Capital of France?", "The capital of France is Paris.", "Paris is the capital city of France."),
+            ("Capital of Spain?", "I like turtles and bicycles.", "Madrid is the capital of Spain."),
+        ],
+    )
     assert main(["score-log", str(path), "--scorer", "embed"]) == 0
     scores = {r["call_id"]: r["score"] for r in read_scores(path, "embed")}
     assert len(scores) == 4 and sorted(scores.values())[-2:] == [1.0, 1.0]  # the large answers

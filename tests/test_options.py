@@ -29,7 +29,9 @@ def test_from_mapping_reads_aliases_and_ignores_other_keys():
 
 
 def test_most_specific_layer_wins_and_every_layer_is_validated():
-    opts, source = resolve_options([("kwarg", {}), ("metadata", {"large_share": 0.3}), ("default", {"quality_threshold": 0.5})])
+    opts, source = resolve_options(
+        [("kwarg", {}), ("metadata", {"large_share": 0.3}), ("default", {"quality_threshold": 0.5})]
+    )
     assert (source, opts.large_share) == ("metadata", 0.3)
     with pytest.raises(ValueError):
         resolve_options([("kwarg", {"quality_threshold": 0.2}), ("metadata", {"quality_threshold": 2})])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hybrid_router import HybridRouter
-from hybrid_router.train.data_io import RoutingData
 from hybrid_router.core.features import FEATURE_NAMES, query_features, text_features
 from hybrid_router.core.head import BlendHead, KnnHead, LinearHead, LogisticHead, load_head
+from hybrid_router.train.data_io import RoutingData
 from hybrid_router.train.recipes import (
     DEFAULT_RECIPE,
     FALLBACK,
@@ -24,8 +24,16 @@ from hybrid_router.train.recipes import (
 from hybrid_router.train.training import fit_logistic, train_router
 
 DIM = 16
-EASY = ["What is the capital of France?", "Say hello.", "What colour is the sky?", "Name a fruit.",
-        "Who wrote Hamlet?", "What is 2 + 2?", "Translate 'cat' to French.", "Spell the word 'dog'."]
+EASY = [
+    "What is the capital of France?",
+    "Say hello.",
+    "What colour is the sky?",
+    "Name a fruit.",
+    "Who wrote Hamlet?",
+    "What is 2 + 2?",
+    "Translate 'cat' to French.",
+    "Spell the word 'dog'.",
+]
 HARD = [
     "A train leaves at 3:15 pm at 84 km/h; a second one leaves 25 minutes later at 112 km/h, then stops for 7 "
     "minutes, and a third starts at 4:05 pm at 96 km/h. If each covers 342 km, how many minutes apart do they "
@@ -112,8 +120,8 @@ def test_auto_recipe_finds_a_signal_that_only_the_features_carry():
     selection = select_head(emb, texts, labels)
     assert "features" in selection.name and selection.scores
     head = selection.fit(emb, texts, labels)
-    easy_scores = head.predict(emb[:len(EASY)], EASY)
-    hard_scores = head.predict(emb[:len(HARD)], HARD)
+    easy_scores = head.predict(emb[: len(EASY)], EASY)
+    hard_scores = head.predict(emb[: len(HARD)], HARD)
     assert easy_scores.min() > 0.8 and hard_scores.max() < 0.2
 
 
@@ -159,8 +167,9 @@ def test_fit_knn_caps_the_stored_queries_and_keeps_the_full_prior():
 
 
 def test_query_features_follow_the_text():
-    feats = query_features(["What is the capital of France?", HARD[0],
-                            "Which is a prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:"])
+    feats = query_features(
+        ["What is the capital of France?", HARD[0], "Which is a prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:"]
+    )
     assert feats.shape == (3, len(FEATURE_NAMES)) and feats.dtype == np.float32
     col = {name: feats[:, i] for i, name in enumerate(FEATURE_NAMES)}
     assert col["log_words"][1] > col["log_words"][0]
@@ -189,9 +198,12 @@ def test_logistic_fitter_still_returns_a_logistic_head():
 def test_train_router_with_the_default_recipe_on_real_embeddings(tmp_path):
     queries = EASY * 3 + HARD * 8
     small = [1.0 if q in EASY else 0.0 for q in queries]
-    data = RoutingData(query_ids=[f"q{i}" for i in range(len(queries))],
-                       queries=[f"{q} (#{i})" for i, q in enumerate(queries)],
-                       small_scores=[np.array([s]) for s in small], large_scores=[np.array([1.0]) for _ in queries])
+    data = RoutingData(
+        query_ids=[f"q{i}" for i in range(len(queries))],
+        queries=[f"{q} (#{i})" for i, q in enumerate(queries)],
+        small_scores=[np.array([s]) for s in small],
+        large_scores=[np.array([1.0]) for _ in queries],
+    )
     result = train_router(data, recipe=DEFAULT_RECIPE, val_fraction=0.25)
     router = result.router
     assert router.info["recipe"] == "auto" and router.info["selection"]["chosen"] == FALLBACK.name
@@ -215,9 +227,11 @@ def test_shipped_default_router_loads_offline_and_ranks_a_hard_query_below_a_tri
     info = default_router.info
     assert info["recipe"] == "auto" and info["refit_on_all"] and default_router.calibration is not None
     assert {"gsm8k", "mmlu", "mtbench"} <= set(info["validation_apgr"])
-    hard = ("Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
-            "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then "
-            "derive a closed form and show that the ratio of consecutive terms converges; justify every step.")
+    hard = (
+        "Prove that for every integer n >= 2 the number of ways to tile a 2 x n board with dominoes and L-shaped "
+        "trominoes satisfies a linear recurrence of order 3, find the recurrence and its initial values, then "
+        "derive a closed form and show that the ratio of consecutive terms converges; justify every step."
+    )
     assert default_router.score(hard) < default_router.score("What is the capital of France?") - 0.05
 
 

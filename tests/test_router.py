@@ -39,12 +39,15 @@ def test_score_batch_matches_single_scores(default_router):
 
 
 def test_default_router_ranks_a_hard_query_below_an_easy_one(default_router):
-    easy, hard = default_router.score_batch([
-        "What is the capital of France?",
-        "A train leaves at 3:15 pm at 48 mph; a second leaves the same station at 4:05 pm at 62 mph on a parallel "
-        "track. A third train, 35% faster than the first, leaves at 4:40 pm. At what exact time, to the second, does "
-        "each later train overtake the first, and how far from the station is each overtaking point in kilometres?",
-    ])
+    easy, hard = default_router.score_batch(
+        [
+            "What is the capital of France?",
+            "A train leaves at 3:15 pm at 48 mph; a second leaves the same station at 4:05 pm at 62 mph on a parallel "
+            "track. A third train, 35% faster than the first, leaves at 4:40 pm. "
+            "At what exact time, to the second, does "
+            "each later train overtake the first, and how far from the station is each overtaking point in kilometres?",
+        ]
+    )
     assert hard < easy
 
 

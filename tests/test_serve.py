@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from hybrid_router.serve.backends import LocalBackend, OpenAIBackend
 from hybrid_router.local.server import free_port
 from hybrid_router.serve.app import RequestError, RouterService, create_app, model_options, parse_request
+from hybrid_router.serve.backends import LocalBackend, OpenAIBackend
 
 pytestmark = pytest.mark.real_model
 
@@ -113,8 +113,9 @@ def test_threshold_in_model_name_and_in_body_route_by_score(client, default_rout
     low = client.chat.completions.create(model="hybrid:0.0", messages=MESSAGES, max_tokens=2)
     assert low.model_extra["hybrid_router"]["answered_by"] == "small"
     assert low.model_extra["hybrid_router"]["score"] == pytest.approx(score, abs=1e-4)
-    high = client.chat.completions.create(model="hybrid", messages=MESSAGES, max_tokens=2,
-                                          extra_body={"quality_threshold": 1.0})
+    high = client.chat.completions.create(
+        model="hybrid", messages=MESSAGES, max_tokens=2, extra_body={"quality_threshold": 1.0}
+    )
     meta = high.model_extra["hybrid_router"]
     assert meta["threshold"] == 1.0 and meta["threshold_source"] == "request:quality_threshold"
     assert meta["route"] == ("small" if score >= 1.0 else "large")
@@ -122,8 +123,11 @@ def test_threshold_in_model_name_and_in_body_route_by_score(client, default_rout
 
 def test_stream_small_and_large(client):
     for model, name in (("hybrid:small", "smollm2-135m"), ("hybrid:large", "large-standin")):
-        chunks = list(client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=4, stream=True,
-                                                     stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model=model, messages=MESSAGES, max_tokens=4, stream=True, stream_options={"include_usage": True}
+            )
+        )
         text = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
         assert len(text) >= 2, (model, chunks)
         assert {c.model for c in chunks} == {name}
@@ -142,9 +146,16 @@ async def test_async_client_stream(router_url):
 
 
 def test_tools_pass_through(client):
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                               "parameters": {"type": "object",
-                                                              "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     for model in ("hybrid:small", "hybrid:large"):
         completion = client.chat.completions.create(model=model, messages=MESSAGES, tools=tools, max_tokens=3)
         assert completion.choices[0].finish_reason in ("stop", "length", "tool_calls")
@@ -160,32 +171,36 @@ def test_fallback_when_the_large_server_is_stopped(default_router, small_backend
     large = OpenAIBackend(upstream.__enter__(), "hybrid:small", name="upstream-large", timeout=10)
     running = True
     try:
-        with serving(RouterService(default_router, small_backend, large)) as url, \
-                serving(RouterService(default_router, small_backend, large, fallback=False)) as strict_url:
+        with (
+            serving(RouterService(default_router, small_backend, large)) as url,
+            serving(RouterService(default_router, small_backend, large, fallback=False)) as strict_url,
+        ):
             client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
-            up = client.chat.completions.with_raw_response.create(model="hybrid:large", messages=MESSAGES,
-                                                                  max_tokens=2)
+            up = client.chat.completions.with_raw_response.create(model="hybrid:large", messages=MESSAGES, max_tokens=2)
             assert up.headers["x-hybrid-route"] == "large" and up.parse().model == "upstream-large"
 
             upstream.__exit__(None, None, None)
             running = False
-            down = client.chat.completions.with_raw_response.create(model="hybrid:large", messages=MESSAGES,
-                                                                    max_tokens=2)
+            down = client.chat.completions.with_raw_response.create(
+                model="hybrid:large", messages=MESSAGES, max_tokens=2
+            )
             meta = down.parse().model_extra["hybrid_router"]
             assert down.headers["x-hybrid-route"] == "small" and down.headers["x-hybrid-fallback"] == "true"
             assert meta["route"] == "large" and meta["answered_by"] == "small"
             assert "large model failed" in meta["fallback_reason"]
 
-            chunks = list(client.chat.completions.create(model="hybrid:large", messages=MESSAGES, max_tokens=3,
-                                                         stream=True))
+            chunks = list(
+                client.chat.completions.create(model="hybrid:large", messages=MESSAGES, max_tokens=3, stream=True)
+            )
             assert chunks[0].model_extra["hybrid_router"]["fallback"] is True
             assert {c.model for c in chunks} == {"smollm2-135m"}
 
             strict = openai.OpenAI(base_url=strict_url, api_key="unused", max_retries=0)
             for stream in (False, True):
                 with pytest.raises(openai.APIStatusError) as err:
-                    result = strict.chat.completions.create(model="hybrid:large", messages=MESSAGES, max_tokens=2,
-                                                            stream=stream)
+                    result = strict.chat.completions.create(
+                        model="hybrid:large", messages=MESSAGES, max_tokens=2, stream=stream
+                    )
                     list(result) if stream else None
                 assert err.value.status_code == 502
                 assert "upstream model failed" in err.value.body["message"] and "upstream-large" in str(err.value)
@@ -204,10 +219,16 @@ BAD_REQUESTS = [
     (b"[1, 2]", 400, None),
     (json.dumps({"model": "gpt-4o", "messages": MESSAGES}).encode(), 404, "model_not_found"),
     (json.dumps({"model": "hybrid:1.5", "messages": MESSAGES}).encode(), 400, "invalid_threshold"),
-    (json.dumps({"model": "hybrid", "quality_threshold": -0.1, "messages": MESSAGES}).encode(), 400,
-     "invalid_routing_option"),
-    (json.dumps({"model": "hybrid", "quality_threshold": "high", "messages": MESSAGES}).encode(), 400,
-     "invalid_routing_option"),
+    (
+        json.dumps({"model": "hybrid", "quality_threshold": -0.1, "messages": MESSAGES}).encode(),
+        400,
+        "invalid_routing_option",
+    ),
+    (
+        json.dumps({"model": "hybrid", "quality_threshold": "high", "messages": MESSAGES}).encode(),
+        400,
+        "invalid_routing_option",
+    ),
     (json.dumps({"model": "hybrid", "messages": []}).encode(), 400, None),
     (json.dumps({"model": "hybrid", "messages": [{"role": "user", "content": "  "}]}).encode(), 400, None),
     (json.dumps({"model": "hybrid", "messages": [{"role": "wizard", "content": "hi"}]}).encode(), 400, None),
@@ -218,8 +239,9 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("raw, status, code", BAD_REQUESTS)
 def test_bad_requests_get_openai_error_bodies(router_url, raw, status, code):
-    response = httpx.post(f"{router_url}/chat/completions", content=raw,
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{router_url}/chat/completions", content=raw, headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
@@ -248,29 +270,50 @@ def _junk(rng: random.Random, depth: int = 0) -> Any:
         "bool": lambda: rng.random() < 0.5,
         "int": lambda: rng.choice([-1, 0, 1, 2, 10**12]),
         "float": lambda: rng.choice([-0.5, 0.3, 1.5, float("inf")]),
-        "str": lambda: rng.choice(["", " ", "hybrid", "hybrid:", "hybrid:nan", "hybrid:0.3", "user", "\u0000",
-                                   "x" * 300]),
+        "str": lambda: rng.choice(
+            ["", " ", "hybrid", "hybrid:", "hybrid:nan", "hybrid:0.3", "user", "\u0000", "x" * 300]
+        ),
         "list": lambda: [_junk(rng, depth + 1) for _ in range(rng.randint(0, 3))],
-        "dict": lambda: {rng.choice(["role", "content", "x", "type"]): _junk(rng, depth + 1)
-                         for _ in range(rng.randint(0, 3))},
+        "dict": lambda: {
+            rng.choice(["role", "content", "x", "type"]): _junk(rng, depth + 1) for _ in range(rng.randint(0, 3))
+        },
     }[kind]()
 
 
 def test_fuzzed_request_bodies_never_crash_the_server(router_url):
     """80 seeded mutations of a valid body (1 generated token at most); only 200/4xx, always JSON or SSE."""
     rng = random.Random(1234)
-    fields = ["model", "messages", "max_tokens", "temperature", "stop", "tools", "stream", "n",
-              "quality_threshold", "large_share", "hybrid_route", "messages.0", "messages.0.content"]
+    fields = [
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "stop",
+        "tools",
+        "stream",
+        "n",
+        "quality_threshold",
+        "large_share",
+        "hybrid_route",
+        "messages.0",
+        "messages.0.content",
+    ]
     statuses = []
     with httpx.Client(timeout=60) as http:
         for _ in range(80):
-            body: dict[str, Any] = {"model": "hybrid:small", "messages": [{"role": "user", "content": "Hi"}],
-                                    "max_tokens": 1}
+            body: dict[str, Any] = {
+                "model": "hybrid:small",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 1,
+            }
             for name in rng.sample(fields, rng.randint(1, 3)):
                 value = _junk(rng)
                 if name.startswith("messages."):
-                    if isinstance(body.get("messages"), list) and body["messages"] and \
-                            isinstance(body["messages"][0], dict):
+                    if (
+                        isinstance(body.get("messages"), list)
+                        and body["messages"]
+                        and isinstance(body["messages"][0], dict)
+                    ):
                         if name == "messages.0":
                             body["messages"][0] = value
                         else:
@@ -281,8 +324,9 @@ def test_fuzzed_request_bodies_never_crash_the_server(router_url):
                 body["max_tokens"] = min(body["max_tokens"], 1)  # keep generation bounded
             body.setdefault("max_completion_tokens", 1)
             raw = json.dumps(body, allow_nan=True).encode()
-            response = http.post(f"{router_url}/chat/completions", content=raw,
-                                 headers={"content-type": "application/json"})
+            response = http.post(
+                f"{router_url}/chat/completions", content=raw, headers={"content-type": "application/json"}
+            )
             statuses.append(response.status_code)
             assert response.status_code in (200, 400, 404), (body, response.text)
             if response.headers["content-type"].startswith("application/json"):
@@ -300,8 +344,22 @@ def test_fuzzed_request_bodies_never_crash_the_server(router_url):
 def test_serve_command_runs_a_real_server(openai_server, large_model_name, tmp_path):
     """``hybrid-llm serve`` in a subprocess, with both models at the session's upstream (no second model load)."""
     port = free_port()
-    command = [sys.executable, "-m", "hybrid_router.cli", "serve", "--small", openai_server, "--small-model",
-               large_model_name, "--large", openai_server, "--large-model", large_model_name, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "hybrid_router.cli",
+        "serve",
+        "--small",
+        openai_server,
+        "--small-model",
+        large_model_name,
+        "--large",
+        openai_server,
+        "--large-model",
+        large_model_name,
+        "--port",
+        str(port),
+    ]
     log = open(tmp_path / "serve.log", "w+")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -314,8 +372,11 @@ def test_serve_command_runs_a_real_server(openai_server, large_model_name, tmp_p
                 if httpx.get(url + "/health", timeout=2).status_code == 200:
                     break
             time.sleep(0.5)
-        response = httpx.post(url + "/v1/chat/completions", timeout=120, json={
-            "model": "hybrid:0.0", "messages": MESSAGES, "max_tokens": 2})
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            timeout=120,
+            json={"model": "hybrid:0.0", "messages": MESSAGES, "max_tokens": 2},
+        )
         assert response.status_code == 200 and response.headers["x-hybrid-route"] == "small"
         assert response.json()["model"] == large_model_name  # the small slot is the upstream model here
     finally:

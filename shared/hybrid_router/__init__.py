@@ -8,7 +8,8 @@ Subpackages, one job each (lower layers never import higher ones; ``lint-imports
 - :mod:`hybrid_router.core` — routing: options, conversation text, router, heads, encoder, fallback, pricing.
 - :mod:`hybrid_router.train` — data, labels, recipes, training, evaluation, the shipped data.
 - :mod:`hybrid_router.traffic` — the routing log, scoring logged answers, exports.
-- :mod:`hybrid_router.local` — local models: loading, chat, a local OpenAI-compatible server, quantization, distillation.
+- :mod:`hybrid_router.local` — local models: loading, chat, a local OpenAI-compatible server, quantization,
+  distillation.
 - :mod:`hybrid_router.serve` — the OpenAI-compatible router endpoint and the demo.
 - :mod:`hybrid_router.cli` — the ``hybrid-llm`` console script.
 

@@ -1,4 +1,4 @@
-"""The 0.1 module paths (``hybrid_router.routing_log``, ``hybrid_router.local_chat``, ...) as aliases of their new homes.
+"""The 0.1 module paths (``hybrid_router.routing_log``, ``hybrid_router.local_chat``, ...) as aliases of the moves.
 
 0.1 kept every module at the top of the package; 0.2 sorts them into ``core``, ``train``, ``traffic``, ``local``,
 ``serve`` and ``cli``. Importing an old path still works: it returns the moved module itself (one module object,
@@ -15,15 +15,37 @@ import warnings
 from types import ModuleType
 
 MOVED = {
-    **{name: f"core.{name}" for name in (
-        "calibration", "conversation", "encoder", "encoder_onnx", "fallback", "features", "head", "options",
-        "pinning", "pricing", "records", "router", "default_router")},
-    **{name: f"train.{name}" for name in (
-        "data", "data_io", "depth", "embedding_cache", "evaluation", "labels", "recipes", "training")},
+    **{
+        name: f"core.{name}"
+        for name in (
+            "calibration",
+            "conversation",
+            "encoder",
+            "encoder_onnx",
+            "fallback",
+            "features",
+            "head",
+            "options",
+            "pinning",
+            "pricing",
+            "records",
+            "router",
+            "default_router",
+        )
+    },
+    **{
+        name: f"train.{name}"
+        for name in ("data", "data_io", "depth", "embedding_cache", "evaluation", "labels", "recipes", "training")
+    },
     **{name: f"traffic.{name}" for name in ("exports", "log_scoring", "routing_log")},
-    "local_models": "local.models", "local_chat": "local.chat", "local_server": "local.server",
-    "quantize": "local.quantize", "distill": "local.distill",
-    "openai_app": "serve.app", "backends": "serve.backends", "demo": "serve.demo",
+    "local_models": "local.models",
+    "local_chat": "local.chat",
+    "local_server": "local.server",
+    "quantize": "local.quantize",
+    "distill": "local.distill",
+    "openai_app": "serve.app",
+    "backends": "serve.backends",
+    "demo": "serve.demo",
     "commands": "cli",
 }
 
@@ -47,7 +69,9 @@ class _Alias(importlib.abc.Loader):
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
     """Finds ``hybrid_router.<old>`` and ``hybrid_router.commands.<name>`` and serves the moved module."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         package, _, rest = fullname.partition(".")
         if package != __package__ or not rest:
             return None

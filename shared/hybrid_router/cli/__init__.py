@@ -15,7 +15,9 @@ COMMANDS = ("train", "eval", "score_log", "export_pairs", "export_sft", "distill
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="hybrid-llm", description="Quality-aware routing between a small and a large LLM.")
+    parser = argparse.ArgumentParser(
+        prog="hybrid-llm", description="Quality-aware routing between a small and a large LLM."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"hybrid_router.cli.{name}").register(sub)
@@ -30,4 +32,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"hybrid-llm {args.command}: error: {exc}", file=sys.stderr)
         return 2
-

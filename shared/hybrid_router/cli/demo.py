@@ -25,19 +25,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     from ..serve.demo import DEFAULT_LARGE_PRICE, DEFAULT_SMALL_PRICE, DEMO_QUERIES
 
-    p = sub.add_parser("demo", help="route built-in queries end to end and show the cost saved",
-                       description="Routes ~12 mixed queries with the shipped router: the shipped small model "
-                                   "answers the easy ones; the large model is $OPENAI_MODEL when $OPENAI_API_KEY is "
-                                   "set, else a local stand-in server. Prints a table and the savings.")
+    p = sub.add_parser(
+        "demo",
+        help="route built-in queries end to end and show the cost saved",
+        description="Routes ~12 mixed queries with the shipped router: the shipped small model "
+        "answers the easy ones; the large model is $OPENAI_MODEL when $OPENAI_API_KEY is "
+        "set, else a local stand-in server. Prints a table and the savings.",
+    )
     add_model_arguments(p, max_tokens=32)
     p.add_argument("--threshold", type=float, default=None, help="quality threshold (default: the router's)")
     p.add_argument("--limit", type=int, default=None, help=f"route only the first N of the {len(DEMO_QUERIES)} queries")
-    p.add_argument("--small-price", type=_price, default=DEFAULT_SMALL_PRICE,
-                   help=f"IN,OUT $ per million tokens (default: {DEFAULT_SMALL_PRICE.input_per_million:g},"
-                        f"{DEFAULT_SMALL_PRICE.output_per_million:g})")
-    p.add_argument("--large-price", type=_price, default=DEFAULT_LARGE_PRICE,
-                   help=f"IN,OUT $ per million tokens (default: gpt-4o-mini, {DEFAULT_LARGE_PRICE.input_per_million:g},"
-                        f"{DEFAULT_LARGE_PRICE.output_per_million:g})")
+    p.add_argument(
+        "--small-price",
+        type=_price,
+        default=DEFAULT_SMALL_PRICE,
+        help=f"IN,OUT $ per million tokens (default: {DEFAULT_SMALL_PRICE.input_per_million:g},"
+        f"{DEFAULT_SMALL_PRICE.output_per_million:g})",
+    )
+    p.add_argument(
+        "--large-price",
+        type=_price,
+        default=DEFAULT_LARGE_PRICE,
+        help=f"IN,OUT $ per million tokens (default: gpt-4o-mini, {DEFAULT_LARGE_PRICE.input_per_million:g},"
+        f"{DEFAULT_LARGE_PRICE.output_per_million:g})",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the table and totals as JSON")
     p.set_defaults(func=run)
 
@@ -52,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         small, large = open_models(args, stack)
         router = load_router(args.router)
-        result = run_demo(router, small, large, queries=DEMO_QUERIES[: args.limit], max_tokens=args.max_tokens,
-                          threshold=args.threshold, small_price=args.small_price, large_price=args.large_price)
+        result = run_demo(
+            router,
+            small,
+            large,
+            queries=DEMO_QUERIES[: args.limit],
+            max_tokens=args.max_tokens,
+            threshold=args.threshold,
+            small_price=args.small_price,
+            large_price=args.large_price,
+        )
     print(format_demo(result))
     if args.json:
         with open(args.json, "w") as fh:

@@ -11,8 +11,11 @@ from ..train.evaluation import evaluate_with_references, format_table, plot_repo
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand."""
-    p = sub.add_parser("eval", help="evaluate a router on labelled routing data",
-                       description="Cost advantage, quality drop, APGR and CPT of a router next to random and oracle.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a router on labelled routing data",
+        description="Cost advantage, quality drop, APGR and CPT of a router next to random and oracle.",
+    )
     p.add_argument("data", help="CSV or JSONL file (optionally .gz)")
     p.add_argument("--router", default=None, help="router folder (default: the shipped router)")
     p.add_argument("--plot", default=None, help="write a PNG of quality vs large-call share")
@@ -29,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     router = HybridRouter.load(args.router) if args.router else HybridRouter.default()
     scores = router.score_texts(data.queries, progress=True)
     reports = evaluate_with_references(scores, data.mean_small(), data.mean_large())
-    print(f"{len(data)} queries from {args.data}" + (f" ({data.skipped_rows} bad rows skipped)" if data.skipped_rows else ""))
+    print(
+        f"{len(data)} queries from {args.data}"
+        + (f" ({data.skipped_rows} bad rows skipped)" if data.skipped_rows else "")
+    )
     print(format_table([r.row() for r in reports]))
     if args.plot:
         plot_reports(reports, args.plot, title=f"{args.data}")

@@ -7,9 +7,12 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export-pairs`` subcommand."""
-    p = sub.add_parser("export-pairs", help="write scored answer pairs as router-training data",
-                       description="One row per pair whose small and large answers are both scored, in the format "
-                                   "that 'hybrid-llm train' reads.")
+    p = sub.add_parser(
+        "export-pairs",
+        help="write scored answer pairs as router-training data",
+        description="One row per pair whose small and large answers are both scored, in the format "
+        "that 'hybrid-llm train' reads.",
+    )
     p.add_argument("log", help="routing log (SQLite)")
     p.add_argument("out", help="output CSV")
     p.add_argument("--scorer", default=None, help="which scores to use (default: the only scorer in the log)")

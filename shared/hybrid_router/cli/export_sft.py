@@ -7,9 +7,12 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export-sft`` subcommand."""
-    p = sub.add_parser("export-sft", help="write the large model's well-scored answers as chat-messages JSONL",
-                       description="Rejection filter for distillation: keep the large model's answers scored at "
-                                   "least --min-score, as {\"messages\": [...]} lines.")
+    p = sub.add_parser(
+        "export-sft",
+        help="write the large model's well-scored answers as chat-messages JSONL",
+        description="Rejection filter for distillation: keep the large model's answers scored at "
+        'least --min-score, as {"messages": [...]} lines.',
+    )
     p.add_argument("log", help="routing log (SQLite)")
     p.add_argument("out", help="output JSONL")
     p.add_argument("--min-score", type=float, required=True, help="keep answers with score >= this")

@@ -7,16 +7,26 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``score-log`` subcommand."""
-    p = sub.add_parser("score-log", help="grade the answers in a routing log (match, embed or LLM judge)",
-                       description="Grade logged answers; already graded calls are skipped, so re-running resumes.")
+    p = sub.add_parser(
+        "score-log",
+        help="grade the answers in a routing log (match, embed or LLM judge)",
+        description="Grade logged answers; already graded calls are skipped, so re-running resumes.",
+    )
     p.add_argument("log", help="routing log (SQLite file written by RoutingLog)")
-    p.add_argument("--scorer", choices=("match", "embed", "judge"), required=True,
-                   help="match: reference answers; embed: similarity to the large answer; judge: LLM-as-judge")
+    p.add_argument(
+        "--scorer",
+        choices=("match", "embed", "judge"),
+        required=True,
+        help="match: reference answers; embed: similarity to the large answer; judge: LLM-as-judge",
+    )
     p.add_argument("--references", default=None, help="match: CSV/JSONL with columns query, reference")
     p.add_argument("--judge-url", default=None, help="judge: OpenAI-compatible base URL (e.g. http://host:8000/v1)")
     p.add_argument("--judge-model", default=None, help="judge: model name (API key from OPENAI_API_KEY)")
-    p.add_argument("--pairwise", action="store_true",
-                   help="judge: compare the two answers of a pair (scorer 'judge-pairwise') instead of grading 1-10")
+    p.add_argument(
+        "--pairwise",
+        action="store_true",
+        help="judge: compare the two answers of a pair (scorer 'judge-pairwise') instead of grading 1-10",
+    )
     p.add_argument("--judge-max-tokens", type=int, default=512, help="judge: max tokens of a verdict")
     p.add_argument("--retry-errors", action="store_true", help="grade again the calls whose grading failed")
     p.add_argument("--limit", type=int, default=None, help="grade at most this many pairs in this run")
@@ -31,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.log).is_file():
         raise FileNotFoundError(f"routing log not found: {args.log}")
-    scorer = make_scorer(args.scorer, references=args.references, judge_url=args.judge_url,
-                         judge_model=args.judge_model, judge_max_tokens=args.judge_max_tokens, pairwise=args.pairwise)
+    scorer = make_scorer(
+        args.scorer,
+        references=args.references,
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+        judge_max_tokens=args.judge_max_tokens,
+        pairwise=args.pairwise,
+    )
     summary = score_log(args.log, scorer, retry_errors=args.retry_errors, limit=args.limit)
-    print(f"{scorer.name}: scored {summary.scored} calls, {summary.errors} errors (see scores.error), "
-          f"{summary.skipped} already scored, {summary.unscorable} not scorable by this scorer")
+    print(
+        f"{scorer.name}: scored {summary.scored} calls, {summary.errors} errors (see scores.error), "
+        f"{summary.skipped} already scored, {summary.unscorable} not scorable by this scorer"
+    )
     return 0

@@ -13,21 +13,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
     from ..train.training import DEFAULT_MAX_QUALITY_DROP, DEFAULT_RECIPE, RECIPES
 
-    p = sub.add_parser("train", help="train a router on CSV/JSONL routing data",
-                       description="Train a router on rows of (query, small_score, large_score).")
+    p = sub.add_parser(
+        "train",
+        help="train a router on CSV/JSONL routing data",
+        description="Train a router on rows of (query, small_score, large_score).",
+    )
     p.add_argument("data", help="CSV or JSONL file (optionally .gz)")
     p.add_argument("--labels", choices=LABEL_MODES, default="det", help="label mode (default: det)")
-    p.add_argument("--relaxation", type=float, default=None, help="fixed t for trans labels (default: t* found from data)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"head recipe (default: {DEFAULT_RECIPE})")
-    p.add_argument("--encoder", default="minilm", help="encoder: 'minilm' (shipped) or a Hugging Face name / local path")
-    p.add_argument("--encoder-layers", type=int, default=None,
-                   help="keep only the encoder's first N layers (a faster, compressed router; default: all)")
+    p.add_argument(
+        "--relaxation", type=float, default=None, help="fixed t for trans labels (default: t* found from data)"
+    )
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE, help=f"head recipe (default: {DEFAULT_RECIPE})"
+    )
+    p.add_argument(
+        "--encoder", default="minilm", help="encoder: 'minilm' (shipped) or a Hugging Face name / local path"
+    )
+    p.add_argument(
+        "--encoder-layers",
+        type=int,
+        default=None,
+        help="keep only the encoder's first N layers (a faster, compressed router; default: all)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share for calibration and metrics")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip rows with missing/non-numeric scores")
-    p.add_argument("--default-max-drop", type=float, default=DEFAULT_MAX_QUALITY_DROP,
-                   help="the router's default threshold is the calibrated one for this quality drop "
-                        f"(default: {DEFAULT_MAX_QUALITY_DROP:g}, i.e. 1%%)")
+    p.add_argument(
+        "--default-max-drop",
+        type=float,
+        default=DEFAULT_MAX_QUALITY_DROP,
+        help="the router's default threshold is the calibrated one for this quality drop "
+        f"(default: {DEFAULT_MAX_QUALITY_DROP:g}, i.e. 1%%)",
+    )
     p.add_argument("--out", required=True, help="output folder for the router")
     p.set_defaults(func=run)
 
@@ -42,16 +59,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {data.skipped_rows} bad rows")
     print(f"loaded {len(data)} queries from {args.data} (metric: {data.metric or 'unspecified'})")
     result = train_router(
-        data, labels=args.labels, relaxation=args.relaxation, recipe=args.recipe,
+        data,
+        labels=args.labels,
+        relaxation=args.relaxation,
+        recipe=args.recipe,
         encoder=args.encoder if args.encoder_layers is None else Encoder(args.encoder, layers=args.encoder_layers),
-        val_fraction=args.val_fraction, seed=args.seed, default_max_quality_drop=args.default_max_drop, progress=True,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        default_max_quality_drop=args.default_max_drop,
+        progress=True,
     )
     if args.labels == "trans":
         print(f"t* = {result.relaxation:g}")
-    print(f"labels: {args.labels}, mean label {result.label_mean:.3f}; trained on {result.n_train}, validated on {result.n_val}")
+    print(
+        f"labels: {args.labels}, mean label {result.label_mean:.3f}; "
+        f"trained on {result.n_train}, validated on {result.n_val}"
+    )
     print(format_table([r.row() for r in result.validation]))
-    print(f"default threshold {result.router.default_threshold:.3f} "
-          f"({result.router.info['default_threshold_rule']} on the validation split)")
+    print(
+        f"default threshold {result.router.default_threshold:.3f} "
+        f"({result.router.info['default_threshold_rule']} on the validation split)"
+    )
     result.router.save(args.out)
     print(f"saved router to {args.out}")
     return 0

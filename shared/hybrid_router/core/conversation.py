@@ -33,7 +33,7 @@ def content_text(content: Any) -> str:
                 parts.append(part)
             elif isinstance(part, dict) and part.get("type", "text") == "text":
                 parts.append(str(part.get("text", "")))
-            elif hasattr(part, "text") and isinstance(getattr(part, "text"), str):
+            elif hasattr(part, "text") and isinstance(part.text, str):
                 parts.append(part.text)
         return "\n".join(p for p in parts if p)
     return str(content)
@@ -57,7 +57,7 @@ def message_role_and_text(message: Any) -> tuple[str, str]:
         content = getattr(message, "content", None)
         extra = getattr(message, "tool_calls", None)
         if content is None and hasattr(message, "blocks"):
-            content = getattr(message, "blocks")
+            content = message.blocks
     text = content_text(content).strip()
     if extra:
         names = [str((c.get("name") if isinstance(c, dict) else getattr(c, "name", "")) or "") for c in extra]

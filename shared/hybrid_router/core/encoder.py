@@ -63,7 +63,8 @@ def _check_source(name_or_path: str, path: str) -> None:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         raise EncoderLoadError(
             f"cannot load encoder {name_or_path!r}: it is not a local folder, and HF_HUB_OFFLINE is set, so it cannot "
-            f"come from the Hugging Face hub (use 'minilm', a local folder, or unset HF_HUB_OFFLINE)")
+            f"come from the Hugging Face hub (use 'minilm', a local folder, or unset HF_HUB_OFFLINE)"
+        )
 
 
 def encoder_depth(name_or_path: str) -> int:
@@ -110,8 +111,16 @@ class Encoder:
     layers: int | None = None
     threads: int | None = None
 
-    def __init__(self, name_or_path: str = DEFAULT_ENCODER, *, max_length: int = 256, device: str = "cpu",
-                 backend: str = DEFAULT_BACKEND, threads: int | None = None, layers: int | None = None):
+    def __init__(
+        self,
+        name_or_path: str = DEFAULT_ENCODER,
+        *,
+        max_length: int = 256,
+        device: str = "cpu",
+        backend: str = DEFAULT_BACKEND,
+        threads: int | None = None,
+        layers: int | None = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend != "torch" and device != "cpu":
@@ -146,9 +155,12 @@ class Encoder:
         from .encoder_onnx import OnnxEncoderModel, onnx_model_file
 
         if not Path(path).is_dir():
-            raise EncoderLoadError(f"the {self.backend!r} backend needs a local encoder folder; {name_or_path!r} is not one")
-        self.onnx_model = OnnxEncoderModel(onnx_model_file(path, self.backend, layers=self.layers),
-                                           threads=threads or torch.get_num_threads())
+            raise EncoderLoadError(
+                f"the {self.backend!r} backend needs a local encoder folder; {name_or_path!r} is not one"
+            )
+        self.onnx_model = OnnxEncoderModel(
+            onnx_model_file(path, self.backend, layers=self.layers), threads=threads or torch.get_num_threads()
+        )
 
     @property
     def dim(self) -> int:
@@ -157,8 +169,14 @@ class Encoder:
 
     def with_layers(self, layers: int | None) -> "Encoder":
         """The same encoder (name, backend, settings) keeping only its first ``layers`` layers (None: all)."""
-        return Encoder(self.name, max_length=self.max_length, device=str(self.device), backend=self.backend,
-                       threads=self.threads, layers=layers)
+        return Encoder(
+            self.name,
+            max_length=self.max_length,
+            device=str(self.device),
+            backend=self.backend,
+            threads=self.threads,
+            layers=layers,
+        )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embed ``texts``; batches are sorted by length so padding stays small (one text goes straight through)."""

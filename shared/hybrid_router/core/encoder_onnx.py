@@ -39,8 +39,9 @@ def _require_onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ImportError("the 'onnx' and 'int8' encoder backends need onnxruntime and onnx: "
-                          "pip install 'hybrid-llm[int8]'") from exc
+        raise ImportError(
+            "the 'onnx' and 'int8' encoder backends need onnxruntime and onnx: pip install 'hybrid-llm[int8]'"
+        ) from exc
     return onnxruntime
 
 
@@ -50,7 +51,9 @@ def model_key(path: Path, backend: str, layers: int | None = None) -> str:
     digest = hashlib.sha256(f"{backend}|recipe={RECIPE}|opset={OPSET}{kept}".encode())
     weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
     if not (path / "config.json").is_file() or not weights:
-        raise FileNotFoundError(f"{path} has no config.json and {' or '.join(WEIGHT_FILES)} to build an ONNX encoder from")
+        raise FileNotFoundError(
+            f"{path} has no config.json and {' or '.join(WEIGHT_FILES)} to build an ONNX encoder from"
+        )
     for file in (path / "config.json", weights[0]):
         with open(file, "rb") as handle:
             while chunk := handle.read(1 << 22):
@@ -78,11 +81,23 @@ def _export(path: Path, target: Path, layers: int | None) -> None:
     model = Pooled(load_truncated(str(path), layers).eval())
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
     mask = (ids != 0).long()
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "tokens"},
+        "attention_mask": {0: "batch", 1: "tokens"},
+        "embedding": {0: "batch"},
+    }
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, mask), str(target), input_names=["input_ids", "attention_mask"],
-                          output_names=["embedding"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            str(target),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -90,8 +105,14 @@ def _quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def onnx_model_file(path: str | Path, backend: str, *, layers: int | None = None) -> Path:
@@ -114,8 +135,9 @@ def onnx_model_file(path: str | Path, backend: str, *, layers: int | None = None
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        logger.warning("hybrid-llm: building the %s router encoder from %s into %s (once; about 10-30 s)",
-                       backend, path, target)
+        logger.warning(
+            "hybrid-llm: building the %s router encoder from %s into %s (once; about 10-30 s)", backend, path, target
+        )
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
@@ -143,6 +165,8 @@ class OnnxEncoderModel:
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Embeddings ``[batch, dim]`` (float32, unit norm)."""
-        feeds = {"input_ids": input_ids.astype(np.int64, copy=False),
-                 "attention_mask": attention_mask.astype(np.int64, copy=False)}
+        feeds = {
+            "input_ids": input_ids.astype(np.int64, copy=False),
+            "attention_mask": attention_mask.astype(np.int64, copy=False),
+        }
         return self.session.run(None, feeds)[0]

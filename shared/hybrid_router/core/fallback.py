@@ -102,8 +102,13 @@ def _call_in_thread(fn: Callable[[], T], timeout: float) -> T:
 class FallbackRunner:
     """Runs a decision with fallback; ``timeout`` (seconds, None = no limit) bounds the time to first output."""
 
-    def __init__(self, *, timeout: float | None = None, fallback: bool = True,
-                 model_names: tuple[str | None, str | None] = (None, None)):
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        fallback: bool = True,
+        model_names: tuple[str | None, str | None] = (None, None),
+    ):
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         self.timeout = timeout
@@ -131,7 +136,7 @@ class FallbackRunner:
                 if self.timeout is None:
                     result = call(target)
                 else:
-                    result = _call_in_thread(lambda: call(target), self.timeout)
+                    result = _call_in_thread(lambda target=target: call(target), self.timeout)
                 return result, self._answered(decision, target, errors)
             except Exception as exc:
                 errors[target] = exc
@@ -166,7 +171,7 @@ class FallbackRunner:
                 if self.timeout is None:
                     first = next(iterator)
                 else:
-                    first = _call_in_thread(lambda: next(iterator), self.timeout)
+                    first = _call_in_thread(lambda it=iterator: next(it), self.timeout)
             except StopIteration:
                 return
             except Exception as exc:

@@ -57,11 +57,33 @@ _OPERATORS = frozenset("+-*/=<>^×÷")
 _CURRENCY = frozenset("$€£")
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "log_chars", "log_words", "log_sentences", "log_lines", "log_clauses", "log_numbers", "log_distinct_numbers",
-    "max_number_log10", "mean_number_log10", "decimal_share", "log_percent", "log_currency", "log_operators",
-    "log_latex", "log_code", "log_question_marks", "multiple_choice", "how_many", "starts_with_wh",
-    "starts_creative", *(f"log_{name}" for name in _GROUPS), "mean_word_length", "long_word_share",
-    "distinct_word_share", "digit_share", "upper_share", "ends_with_answer",
+    "log_chars",
+    "log_words",
+    "log_sentences",
+    "log_lines",
+    "log_clauses",
+    "log_numbers",
+    "log_distinct_numbers",
+    "max_number_log10",
+    "mean_number_log10",
+    "decimal_share",
+    "log_percent",
+    "log_currency",
+    "log_operators",
+    "log_latex",
+    "log_code",
+    "log_question_marks",
+    "multiple_choice",
+    "how_many",
+    "starts_with_wh",
+    "starts_creative",
+    *(f"log_{name}" for name in _GROUPS),
+    "mean_word_length",
+    "long_word_share",
+    "distinct_word_share",
+    "digit_share",
+    "upper_share",
+    "ends_with_answer",
 )
 
 

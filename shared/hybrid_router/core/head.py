@@ -103,9 +103,16 @@ class LinearHead(RouterHead):
 
     kind = "linear"
 
-    def __init__(self, emb_weight: np.ndarray | None, feature_weight: np.ndarray | None, bias: float,
-                 feature_mean: np.ndarray | None = None, feature_std: np.ndarray | None = None, *,
-                 clip: float = FEATURE_CLIP):
+    def __init__(
+        self,
+        emb_weight: np.ndarray | None,
+        feature_weight: np.ndarray | None,
+        bias: float,
+        feature_mean: np.ndarray | None = None,
+        feature_std: np.ndarray | None = None,
+        *,
+        clip: float = FEATURE_CLIP,
+    ):
         if emb_weight is None and feature_weight is None:
             raise ValueError("a linear head needs embedding weights, feature weights or both")
         self.emb_weight = None if emb_weight is None else np.asarray(emb_weight, dtype=np.float32).reshape(-1)
@@ -136,8 +143,12 @@ class LinearHead(RouterHead):
         return sigmoid(self.logits(embeddings, texts))
 
     def config(self) -> dict:
-        return {"embedding": self.emb_weight is not None, "features": self.feature_weight is not None,
-                "features_version": FEATURES_VERSION, "clip": self.clip}
+        return {
+            "embedding": self.emb_weight is not None,
+            "features": self.feature_weight is not None,
+            "features_version": FEATURES_VERSION,
+            "clip": self.clip,
+        }
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {"bias": np.array([self.bias], dtype=np.float32)}
@@ -151,8 +162,10 @@ class LinearHead(RouterHead):
     def from_saved(cls, config: dict, tensors: dict[str, np.ndarray]) -> "LinearHead":
         use_features = bool(config.get("features"))
         if use_features and config.get("features_version") != FEATURES_VERSION:
-            raise ValueError(f"head was trained on query features version {config.get('features_version')!r}, "
-                             f"this version computes {FEATURES_VERSION}")
+            raise ValueError(
+                f"head was trained on query features version {config.get('features_version')!r}, "
+                f"this version computes {FEATURES_VERSION}"
+            )
         return cls(
             tensors["emb_weight"] if config.get("embedding") else None,
             tensors["feature_weight"] if use_features else None,
@@ -174,8 +187,16 @@ class KnnHead(RouterHead):
 
     kind = "knn"
 
-    def __init__(self, keys: np.ndarray, values: np.ndarray, *, k: int = 30, temperature: float = 0.0,
-                 strength: float = 1.0, prior: float | None = None):
+    def __init__(
+        self,
+        keys: np.ndarray,
+        values: np.ndarray,
+        *,
+        k: int = 30,
+        temperature: float = 0.0,
+        strength: float = 1.0,
+        prior: float | None = None,
+    ):
         self.keys = np.asarray(keys).astype(np.float16)  # stored as float16 (half the size; cosines barely move)
         # multiplied as float32 (numpy has no fast float16 matmul), transposed once: a query is one [1, dim] row
         self._keys_t = np.ascontiguousarray(self.keys.astype(np.float32).T)
@@ -214,8 +235,14 @@ class KnnHead(RouterHead):
 
     @classmethod
     def from_saved(cls, config: dict, tensors: dict[str, np.ndarray]) -> "KnnHead":
-        return cls(tensors["keys"], tensors["values"], k=int(config["k"]), temperature=float(config["temperature"]),
-                   strength=float(config["strength"]), prior=float(config["prior"]))
+        return cls(
+            tensors["keys"],
+            tensors["values"],
+            k=int(config["k"]),
+            temperature=float(config["temperature"]),
+            strength=float(config["strength"]),
+            prior=float(config["prior"]),
+        )
 
 
 @register_head
@@ -239,8 +266,11 @@ class BlendHead(RouterHead):
         return sigmoid(z)
 
     def config(self) -> dict:
-        return {"parts": [{"type": p.kind, **p.config()} for p in self.parts],
-                "weights": [float(w) for w in self.weights], "bias": self.bias}
+        return {
+            "parts": [{"type": p.kind, **p.config()} for p in self.parts],
+            "weights": [float(w) for w in self.weights],
+            "bias": self.bias,
+        }
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {f"{i}.{name}": value for i, part in enumerate(self.parts) for name, value in part.tensors().items()}
@@ -250,6 +280,6 @@ class BlendHead(RouterHead):
         parts = []
         for i, part_config in enumerate(config["parts"]):
             prefix = f"{i}."
-            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             parts.append(load_head(part_config, own))
         return cls(parts, config["weights"], float(config.get("bias", 0.0)))

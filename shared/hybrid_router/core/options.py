@@ -84,12 +84,14 @@ class RoutingOptions:
         for alias, field_name in OPTION_ALIASES.items():
             if values and values.get(alias) is not None:
                 if field_name in picked and picked[field_name] != values[alias]:
-                    raise ValueError(f"conflicting values for {field_name}: {picked[field_name]!r} and {values[alias]!r}")
+                    raise ValueError(
+                        f"conflicting values for {field_name}: {picked[field_name]!r} and {values[alias]!r}"
+                    )
                 picked[field_name] = values[alias]
         return cls(**picked)
 
 
-_CURRENT: ContextVar[RoutingOptions] = ContextVar("hybrid_router_routing", default=RoutingOptions())
+_CURRENT: ContextVar[RoutingOptions] = ContextVar("hybrid_router_routing", default=RoutingOptions())  # noqa: B039 (frozen)
 
 
 def current_routing() -> RoutingOptions:

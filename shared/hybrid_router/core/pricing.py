@@ -32,7 +32,9 @@ def _price(name: str, value: Any) -> ModelPrice:
     try:
         inp, out = (float(v) for v in value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"price of {name!r} must be (input, output) dollars per million tokens, got {value!r}") from exc
+        raise ValueError(
+            f"price of {name!r} must be (input, output) dollars per million tokens, got {value!r}"
+        ) from exc
     if inp < 0 or out < 0 or inp != inp or out != out:
         raise ValueError(f"price of {name!r} must be non-negative numbers, got {value!r}")
     return ModelPrice(inp, out)
@@ -125,8 +127,10 @@ class CostTracker:
                 + (f", {t.fallbacks} fallbacks" if t.fallbacks else "")
             )
         pct = 100 * self.savings / self.all_large_cost if self.all_large_cost else 0.0
-        lines.append(f"Total cost: ${self.total_cost:.6f}; all-large cost: ${self.all_large_cost:.6f}; "
-                     f"saved ${self.savings:.6f} ({pct:.1f}%)")
+        lines.append(
+            f"Total cost: ${self.total_cost:.6f}; all-large cost: ${self.all_large_cost:.6f}; "
+            f"saved ${self.savings:.6f} ({pct:.1f}%)"
+        )
         if self.unpriced:
             lines.append(f"No price for: {', '.join(sorted(self.unpriced))} (counted as $0)")
         return "\n".join(lines)

@@ -87,7 +87,9 @@ class HybridRouter:
         """P[small is good enough] for a query string or a chat message list."""
         return float(self.score_texts([router_text(query)])[0])
 
-    def score_batch(self, queries: Sequence[str | Sequence[Any]], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def score_batch(
+        self, queries: Sequence[str | Sequence[Any]], *, batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
         """Scores for many queries at once (faster than calling :meth:`score` in a loop)."""
         return self.score_texts([router_text(q) for q in queries], batch_size=batch_size, progress=progress)
 
@@ -161,7 +163,9 @@ class HybridRouter:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, *, encoder: Encoder | None = None, backend: str | None = None) -> "HybridRouter":
+    def load(
+        cls, directory: str | Path, *, encoder: Encoder | None = None, backend: str | None = None
+    ) -> "HybridRouter":
         """Load a router saved by :meth:`save`; a clear :class:`RouterFileError` if it is missing or corrupt.
 
         ``backend`` ("torch", "onnx", "int8") overrides the encoder backend stored in the folder.
@@ -170,7 +174,9 @@ class HybridRouter:
         config_path, head_path = directory / CONFIG_FILE, directory / HEAD_FILE
         for path in (config_path, head_path):
             if not path.is_file():
-                raise RouterFileError(f"not a router folder: {path} is missing (expected {CONFIG_FILE} and {HEAD_FILE})")
+                raise RouterFileError(
+                    f"not a router folder: {path} is missing (expected {CONFIG_FILE} and {HEAD_FILE})"
+                )
         try:
             config = json.loads(config_path.read_text())
             if not isinstance(config, dict):
@@ -185,8 +191,10 @@ class HybridRouter:
             raise RouterFileError(f"corrupt router weights {head_path}: {exc}") from exc
         layers = config.get("encoder_layers")
         if encoder is not None and encoder.layers != layers:
-            raise ValueError(f"{config_path}: the router reads the first {layers or 'all'} layers of its encoder, but "
-                             f"the encoder given reads {encoder.layers or 'all'}: pass one with layers={layers}")
+            raise ValueError(
+                f"{config_path}: the router reads the first {layers or 'all'} layers of its encoder, but "
+                f"the encoder given reads {encoder.layers or 'all'}: pass one with layers={layers}"
+            )
         try:
             head = load_head(config["head"], tensors)
             calibration = Calibration.from_dict(config["calibration"]) if config.get("calibration") else None
@@ -224,4 +232,6 @@ class HybridRouter:
 
     def __repr__(self) -> str:
         layers = "" if self.encoder_layers is None else f", encoder_layers={self.encoder_layers}"
-        return f"HybridRouter(encoder={self.encoder_name!r}{layers}, head={self.head.kind!r}, labels={self.label_mode!r})"
+        return (
+            f"HybridRouter(encoder={self.encoder_name!r}{layers}, head={self.head.kind!r}, labels={self.label_mode!r})"
+        )

@@ -35,8 +35,11 @@ class ChatOutput:
 
     def usage(self) -> dict[str, int]:
         """OpenAI-style usage dict."""
-        return {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
-                "total_tokens": self.input_tokens + self.output_tokens}
+        return {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
@@ -105,8 +108,15 @@ class LocalChat:
     that each call may override.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = DEFAULT_SMALL_MODEL, max_new_tokens: int = 64,
-                 temperature: float = 0.0):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = DEFAULT_SMALL_MODEL,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+    ):
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
         self.model = model
@@ -133,12 +143,14 @@ class LocalChat:
             raise ValueError("no messages to answer")
         rendered = [_template_message(m) for m in messages]
         kwargs: dict[str, Any] = {"tools": list(tools)} if tools and self.supports_tools else {}
-        encoded = self.tokenizer.apply_chat_template(rendered, add_generation_prompt=True, return_tensors="pt",
-                                                     return_dict=True, **kwargs)
+        encoded = self.tokenizer.apply_chat_template(
+            rendered, add_generation_prompt=True, return_tensors="pt", return_dict=True, **kwargs
+        )
         return encoded["input_ids"]
 
-    def _generate_kwargs(self, input_ids: Any, max_new_tokens: int | None, temperature: float | None,
-                         stop: Sequence[str] | None) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, input_ids: Any, max_new_tokens: int | None, temperature: float | None, stop: Sequence[str] | None
+    ) -> dict[str, Any]:
         from transformers import StoppingCriteriaList
 
         temperature = self.temperature if temperature is None else temperature
@@ -158,8 +170,15 @@ class LocalChat:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         return kwargs
 
-    def _finish(self, text: str, input_tokens: int, new_ids: Any, max_new: int, stop: Sequence[str] | None,
-                tools: Sequence[dict[str, Any]] | None) -> ChatOutput:
+    def _finish(
+        self,
+        text: str,
+        input_tokens: int,
+        new_ids: Any,
+        max_new: int,
+        stop: Sequence[str] | None,
+        tools: Sequence[dict[str, Any]] | None,
+    ) -> ChatOutput:
         output_tokens = int(new_ids.shape[-1])
         for s in stop or ():
             cut = text.find(s)
@@ -173,9 +192,15 @@ class LocalChat:
                 finish = "tool_calls"
         return ChatOutput(text, input_tokens, output_tokens, finish, calls)
 
-    def generate(self, messages: Sequence[dict[str, Any]], *, max_new_tokens: int | None = None,
-                 temperature: float | None = None, stop: Sequence[str] | None = None,
-                 tools: Sequence[dict[str, Any]] | None = None) -> ChatOutput:
+    def generate(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> ChatOutput:
         """The whole answer to ``messages``."""
         import torch
 
@@ -183,13 +208,19 @@ class LocalChat:
         kwargs = self._generate_kwargs(input_ids, max_new_tokens, temperature, stop)
         with self._lock, torch.inference_mode():
             output = self.model.generate(**kwargs)
-        new_ids = output[0, input_ids.shape[1]:]
+        new_ids = output[0, input_ids.shape[1] :]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         return self._finish(text, int(input_ids.shape[1]), new_ids, kwargs["max_new_tokens"], stop, tools)
 
-    def stream(self, messages: Sequence[dict[str, Any]], *, max_new_tokens: int | None = None,
-               temperature: float | None = None, stop: Sequence[str] | None = None,
-               tools: Sequence[dict[str, Any]] | None = None) -> Iterator[str | ChatOutput]:
+    def stream(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Iterator[str | ChatOutput]:
         """Yield text pieces as they are generated, then one :class:`ChatOutput` with the totals.
 
         Text that may be the start of a ``stop`` string is held back until it is decided; with ``tools`` on a
@@ -236,7 +267,7 @@ class LocalChat:
             cancelled.set()
         if "error" in box:
             raise box["error"]
-        new_ids = box["output"][0, input_ids.shape[1]:]
+        new_ids = box["output"][0, input_ids.shape[1] :]
         final = self._finish(text, int(input_ids.shape[1]), new_ids, kwargs["max_new_tokens"], stop, tools)
         if len(final.text) > sent:
             yield final.text[sent:]

@@ -27,7 +27,10 @@ INFO_FILE = "hybrid_llm_distill.json"
 
 @dataclass
 class DistillConfig:
-    """Training settings; ``lr=None`` picks 1e-3 with LoRA and 3e-5 for full fine-tuning (the settings of ``benchmarks/distill.py``)."""
+    """Training settings; ``lr=None`` picks 1e-3 with LoRA and 3e-5 for full fine-tuning.
+
+    (The settings of ``benchmarks/distill.py``.)
+    """
 
     steps: int = 100
     batch_size: int = 4
@@ -82,15 +85,20 @@ def tokenize_conversation(tokenizer: Any, messages: Sequence[dict], max_length: 
         if not full.startswith(upto) or start > len(upto):
             raise ValueError("the chat template does not render conversations incrementally; cannot mask prompts")
         spans.append((start, len(upto)))
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                        max_length=max_length)
+    encoded = tokenizer(
+        full, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
+    )
     ids = list(encoded["input_ids"])
-    labels = [tok if any(s <= begin < e for s, e in spans) else IGNORE_INDEX
-              for tok, (begin, _end) in zip(ids, encoded["offset_mapping"])]
+    labels = [
+        tok if any(s <= begin < e for s, e in spans) else IGNORE_INDEX
+        for tok, (begin, _end) in zip(ids, encoded["offset_mapping"])
+    ]
     return ids, labels
 
 
-def build_examples(tokenizer: Any, conversations: Sequence[Sequence[dict]], max_length: int) -> list[tuple[list[int], list[int]]]:
+def build_examples(
+    tokenizer: Any, conversations: Sequence[Sequence[dict]], max_length: int
+) -> list[tuple[list[int], list[int]]]:
     """Tokenized training examples; conversations left with no assistant token after truncation are dropped."""
     examples = [tokenize_conversation(tokenizer, c, max_length) for c in conversations]
     examples = [e for e in examples if any(t != IGNORE_INDEX for t in e[1])]
@@ -147,9 +155,14 @@ def load_trainable(base: str) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(path, dtype="float32"), tokenizer
 
 
-def distill(conversations: Sequence[Sequence[dict]], out_dir: str | Path, *, base: str = DEFAULT_SMALL_MODEL,
-            config: DistillConfig | None = None,
-            on_step: Callable[[int, float], None] | None = None) -> DistillResult:
+def distill(
+    conversations: Sequence[Sequence[dict]],
+    out_dir: str | Path,
+    *,
+    base: str = DEFAULT_SMALL_MODEL,
+    config: DistillConfig | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> DistillResult:
     """Fine-tune ``base`` on ``conversations`` (chat-messages lists) and save the model to ``out_dir``."""
     import torch
 
@@ -163,8 +176,16 @@ def distill(conversations: Sequence[Sequence[dict]], out_dir: str | Path, *, bas
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                                                 target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=0.0,
+                target_modules=list(LORA_TARGETS),
+                task_type="CAUSAL_LM",
+            ),
+        )
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -195,9 +216,15 @@ def distill(conversations: Sequence[Sequence[dict]], out_dir: str | Path, *, bas
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     result = DistillResult(
-        out_dir=str(out), base=base, config=asdict(config), n_examples=len(examples),
+        out_dir=str(out),
+        base=base,
+        config=asdict(config),
+        n_examples=len(examples),
         n_target_tokens=sum(sum(t != IGNORE_INDEX for t in labels) for _, labels in examples),
-        trainable_params=sum(p.numel() for p in params), seconds=seconds, device=device, losses=losses,
+        trainable_params=sum(p.numel() for p in params),
+        seconds=seconds,
+        device=device,
+        losses=losses,
     )
     (out / INFO_FILE).write_text(json.dumps(asdict(result), indent=1))
     return result

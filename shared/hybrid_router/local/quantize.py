@@ -37,8 +37,9 @@ class Int8WeightOnlyLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
         if hasattr(torch, "_weight_int8pack_mm") and flat.device.type == "cpu":  # its bf16 path is the fast one
-            out = torch._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), self.weight_int8,
-                                            self.scales.to(torch.bfloat16)).to(x.dtype)
+            out = torch._weight_int8pack_mm(
+                flat.to(torch.bfloat16).contiguous(), self.weight_int8, self.scales.to(torch.bfloat16)
+            ).to(x.dtype)
         else:
             out = flat @ (self.weight_int8.to(flat.dtype) * self.scales.to(flat.dtype)[:, None]).T
         if self.bias is not None:
@@ -52,8 +53,11 @@ class Int8WeightOnlyLinear(torch.nn.Module):
 def _int8_weight_only(model: Any) -> Any:
     quantized = copy.deepcopy(model)
     embedding = quantized.get_input_embeddings().weight
-    targets = [(name, module) for name, module in quantized.named_modules()
-               if isinstance(module, torch.nn.Linear) and module.weight is not embedding]
+    targets = [
+        (name, module)
+        for name, module in quantized.named_modules()
+        if isinstance(module, torch.nn.Linear) and module.weight is not embedding
+    ]
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         setattr(quantized.get_submodule(parent_name) if parent_name else quantized, child, Int8WeightOnlyLinear(module))

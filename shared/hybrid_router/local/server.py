@@ -55,8 +55,15 @@ class LocalOpenAIServer:
     long-lived thread.
     """
 
-    def __init__(self, model: str = DEFAULT_SMALL_MODEL, *, host: str = "127.0.0.1", port: int | None = None,
-                 startup_timeout: float = 300.0, threads: int = 1):
+    def __init__(
+        self,
+        model: str = DEFAULT_SMALL_MODEL,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 300.0,
+        threads: int = 1,
+    ):
         self.model = model
         self.host = host
         self.port = port or free_port(host)
@@ -85,15 +92,39 @@ class LocalOpenAIServer:
         """Launch the server process (does not wait for it; see :meth:`wait_ready`)."""
         if self.running:
             return self
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(self.threads),
-                   MKL_NUM_THREADS=str(self.threads), TOKENIZERS_PARALLELISM="false")
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model_name,
-                   "--host", self.host, "--port", str(self.port), "--device", "cpu", "--log-level", "warning"]
+        env = dict(
+            os.environ,
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            OMP_NUM_THREADS=str(self.threads),
+            MKL_NUM_THREADS=str(self.threads),
+            TOKENIZERS_PARALLELISM="false",
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            self.model_name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            "--log-level",
+            "warning",
+        ]
         self._log = tempfile.NamedTemporaryFile(prefix="hybrid-llm-server-", suffix=".log", delete=False)
         logger.info("hybrid-llm: starting local OpenAI-compatible server for %s at %s", self.model, self.base_url)
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self._process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         return self
 
     def _healthy(self) -> bool:

@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .backends import ChatBackend
 from ..core.fallback import Answered, FallbackRunner
 from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options
 from ..core.router import HybridRouter, RouteDecision
+from .backends import ChatBackend
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,14 @@ MAX_TOKENS_LIMIT = 32768
 class RequestError(Exception):
     """A request the server refuses, with its HTTP status and OpenAI error fields."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -62,16 +68,25 @@ def model_options(model: Any) -> RoutingOptions:
     if model is None or model == MODEL_PREFIX:
         return RoutingOptions()
     if not isinstance(model, str) or not model.startswith(MODEL_PREFIX + ":"):
-        raise RequestError(404, f"The model {model!r} does not exist: use 'hybrid', 'hybrid:<threshold in [0, 1]>', "
-                                "'hybrid:small' or 'hybrid:large'", "model", "model_not_found")
-    value = model[len(MODEL_PREFIX) + 1:]
+        raise RequestError(
+            404,
+            f"The model {model!r} does not exist: use 'hybrid', 'hybrid:<threshold in [0, 1]>', "
+            "'hybrid:small' or 'hybrid:large'",
+            "model",
+            "model_not_found",
+        )
+    value = model[len(MODEL_PREFIX) + 1 :]
     if value in ("small", "large"):
         return RoutingOptions(route=value)
     try:
         threshold = float(value)
     except ValueError:
-        raise RequestError(404, f"The model {model!r} does not exist: after 'hybrid:' give a threshold in [0, 1], "
-                                "'small' or 'large'", "model", "model_not_found") from None
+        raise RequestError(
+            404,
+            f"The model {model!r} does not exist: after 'hybrid:' give a threshold in [0, 1], 'small' or 'large'",
+            "model",
+            "model_not_found",
+        ) from None
     try:
         return RoutingOptions(quality_threshold=threshold)
     except ValueError as exc:
@@ -80,8 +95,9 @@ def model_options(model: Any) -> RoutingOptions:
 
 def _check_int(body: dict[str, Any], name: str) -> None:
     value = body.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not
-                              1 <= value <= MAX_TOKENS_LIMIT):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT
+    ):
         raise RequestError(400, f"{name} must be an integer in [1, {MAX_TOKENS_LIMIT}], got {value!r}", name)
 
 
@@ -91,21 +107,28 @@ def _check_fields(body: dict[str, Any]) -> None:
         raise RequestError(400, "messages must be a non-empty array of message objects", "messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise RequestError(400, f"messages[{i}] must be an object with a role in {sorted(ROLES)}",
-                               f"messages[{i}]")
+            raise RequestError(400, f"messages[{i}] must be an object with a role in {sorted(ROLES)}", f"messages[{i}]")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise RequestError(400, f"messages[{i}].content must be a string, an array of parts or null",
-                               f"messages[{i}].content")
+            raise RequestError(
+                400, f"messages[{i}].content must be a string, an array of parts or null", f"messages[{i}].content"
+            )
     for name in ("max_tokens", "max_completion_tokens"):
         _check_int(body, name)
     temperature = body.get("temperature")
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                    or not math.isfinite(temperature) or not 0 <= temperature <= 2):
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or not 0 <= temperature <= 2
+    ):
         raise RequestError(400, f"temperature must be a number in [0, 2], got {temperature!r}", "temperature")
     stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, list) and all(isinstance(s, str) and s for s in stop)):
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) and s for s in stop))
+    ):
         raise RequestError(400, "stop must be a string or an array of non-empty strings", "stop")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
@@ -154,8 +177,15 @@ def _sse(data: Any) -> str:
 class RouterService:
     """Routing + fallback over two backends, independent of the web framework (the app calls it in threads)."""
 
-    def __init__(self, router: HybridRouter, small: ChatBackend, large: ChatBackend, *,
-                 timeout: float | None = None, fallback: bool = True):
+    def __init__(
+        self,
+        router: HybridRouter,
+        small: ChatBackend,
+        large: ChatBackend,
+        *,
+        timeout: float | None = None,
+        fallback: bool = True,
+    ):
         self.router = router
         self.backends = {"small": small, "large": large}
         self.runner = FallbackRunner(timeout=timeout, fallback=fallback, model_names=(small.name, large.name))
@@ -187,9 +217,15 @@ class RouterService:
     @staticmethod
     def _log(answered: Answered) -> None:
         d = answered.decision
-        logger.info("routed to %s (score %s, threshold %s via %s)%s; answered by %s", d.target,
-                    "-" if d.score is None else f"{d.score:.3f}", d.threshold, d.threshold_source,
-                    f" FALLBACK: {answered.fallback_reason}" if answered.fallback else "", answered.model_name)
+        logger.info(
+            "routed to %s (score %s, threshold %s via %s)%s; answered by %s",
+            d.target,
+            "-" if d.score is None else f"{d.score:.3f}",
+            d.threshold,
+            d.threshold_source,
+            f" FALLBACK: {answered.fallback_reason}" if answered.fallback else "",
+            answered.model_name,
+        )
 
 
 def upstream_error(exc: BaseException) -> RequestError:
@@ -199,8 +235,10 @@ def upstream_error(exc: BaseException) -> RequestError:
 
 def create_app(service: RouterService) -> FastAPI:
     """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/models``, ``/health``)."""
-    app = FastAPI(title="hybrid-llm router", description="OpenAI-compatible chat completions routed between a "
-                  "small and a large model.")
+    app = FastAPI(
+        title="hybrid-llm router",
+        description="OpenAI-compatible chat completions routed between a small and a large model.",
+    )
     app.state.service = service
 
     def error(exc: RequestError) -> JSONResponse:
@@ -208,8 +246,15 @@ def create_app(service: RouterService) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error(RequestError(exc.status_code, str(exc.detail), None, None,
-                                  "invalid_request_error" if exc.status_code < 500 else "server_error"))
+        return error(
+            RequestError(
+                exc.status_code,
+                str(exc.detail),
+                None,
+                None,
+                "invalid_request_error" if exc.status_code < 500 else "server_error",
+            )
+        )
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
@@ -223,8 +268,10 @@ def create_app(service: RouterService) -> FastAPI:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         names = [MODEL_PREFIX, f"{MODEL_PREFIX}:small", f"{MODEL_PREFIX}:large"]
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "hybrid-llm"}
-                                           for n in names]}
+        return {
+            "object": "list",
+            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "hybrid-llm"} for n in names],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

@@ -66,21 +66,36 @@ class LocalBackend:
 
     @staticmethod
     def _tool_calls(output: ChatOutput) -> list[dict[str, Any]]:
-        return [{"id": c["id"], "type": "function",
-                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in output.tool_calls]
+        return [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
+            for c in output.tool_calls
+        ]
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         output = self.chat.generate(body["messages"], **self._options(body))
         message: dict[str, Any] = {"role": "assistant", "content": output.text or None}
         if output.tool_calls:
             message["tool_calls"] = self._tool_calls(output)
-        return {"id": _completion_id(), "object": "chat.completion", "created": int(time.time()), "model": self.name,
-                "choices": [{"index": 0, "message": message, "finish_reason": output.finish_reason}],
-                "usage": output.usage()}
+        return {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [{"index": 0, "message": message, "finish_reason": output.finish_reason}],
+            "usage": output.usage(),
+        }
 
     def stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        base = {"id": _completion_id(), "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": self.name}
+        base = {
+            "id": _completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.name,
+        }
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pieces = self.chat.stream(body["messages"], **self._options(body))
         first = next(pieces)  # fail (and fall back) before anything is sent
@@ -89,8 +104,11 @@ class LocalBackend:
             if not isinstance(item, ChatOutput):
                 yield {**base, "choices": [{"index": 0, "delta": {"content": item}, "finish_reason": None}]}
                 continue
-            delta = {"tool_calls": [{"index": i, **c} for i, c in enumerate(self._tool_calls(item))]} \
-                if item.tool_calls else {}
+            delta = (
+                {"tool_calls": [{"index": i, **c} for i, c in enumerate(self._tool_calls(item))]}
+                if item.tool_calls
+                else {}
+            )
             yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": item.finish_reason}]}
             if include_usage:
                 yield {**base, "choices": [], "usage": item.usage()}
@@ -102,8 +120,9 @@ class OpenAIBackend:
     ``name`` is the name reported for it (defaults to ``model``).
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, name: str | None = None,
-                 timeout: float = 120.0):
+    def __init__(
+        self, base_url: str, model: str, *, api_key: str | None = None, name: str | None = None, timeout: float = 120.0
+    ):
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -118,8 +137,10 @@ class OpenAIBackend:
     def _raise_for(self, response: Any) -> None:
         if response.status_code >= 400:
             response.read()
-            raise BackendError(f"{self.name} at {self.base_url} answered HTTP {response.status_code}: "
-                               f"{response.text[:500]}", response.status_code)
+            raise BackendError(
+                f"{self.name} at {self.base_url} answered HTTP {response.status_code}: {response.text[:500]}",
+                response.status_code,
+            )
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         import httpx

@@ -12,11 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from .backends import ChatBackend
 from ..core.fallback import FallbackRunner
 from ..core.options import RoutingOptions
 from ..core.pricing import CostTracker, ModelPrice, PriceTable
 from ..core.router import HybridRouter
+from .backends import ChatBackend
 
 DEFAULT_SMALL_PRICE = ModelPrice(0.02, 0.04)
 DEFAULT_LARGE_PRICE = ModelPrice(0.15, 0.60)
@@ -69,21 +69,41 @@ class DemoResult:
     def totals(self) -> dict[str, Any]:
         """Calls per route, dollars spent, dollars if all-large, and the savings."""
         t = self.tracker
-        return {"calls": t.calls, "small": t.routes["small"], "large": t.routes["large"],
-                "cost": t.total_cost, "all_large_cost": t.all_large_cost, "saved": t.savings,
-                "saved_pct": 100 * t.savings / t.all_large_cost if t.all_large_cost else 0.0,
-                "latency_s": sum(r.latency_s for r in self.rows)}
+        return {
+            "calls": t.calls,
+            "small": t.routes["small"],
+            "large": t.routes["large"],
+            "cost": t.total_cost,
+            "all_large_cost": t.all_large_cost,
+            "saved": t.savings,
+            "saved_pct": 100 * t.savings / t.all_large_cost if t.all_large_cost else 0.0,
+            "latency_s": sum(r.latency_s for r in self.rows),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``--json`` writes)."""
-        return {"small_model": self.small_model, "large_model": self.large_model, "threshold": self.threshold,
-                "prices_per_million": self.prices, "queries": [asdict(r) for r in self.rows],
-                "totals": self.totals()}
+        return {
+            "small_model": self.small_model,
+            "large_model": self.large_model,
+            "threshold": self.threshold,
+            "prices_per_million": self.prices,
+            "queries": [asdict(r) for r in self.rows],
+            "totals": self.totals(),
+        }
 
 
-def run_demo(router: HybridRouter, small: ChatBackend, large: ChatBackend, *, queries: Sequence[str] = DEMO_QUERIES,
-             max_tokens: int = 32, threshold: float | None = None, small_price: ModelPrice = DEFAULT_SMALL_PRICE,
-             large_price: ModelPrice = DEFAULT_LARGE_PRICE, progress: bool = True) -> DemoResult:
+def run_demo(
+    router: HybridRouter,
+    small: ChatBackend,
+    large: ChatBackend,
+    *,
+    queries: Sequence[str] = DEMO_QUERIES,
+    max_tokens: int = 32,
+    threshold: float | None = None,
+    small_price: ModelPrice = DEFAULT_SMALL_PRICE,
+    large_price: ModelPrice = DEFAULT_LARGE_PRICE,
+    progress: bool = True,
+) -> DemoResult:
     """Route and answer every query (fallback on failure) and total the cost."""
     from tqdm.auto import tqdm
 
@@ -97,16 +117,35 @@ def run_demo(router: HybridRouter, small: ChatBackend, large: ChatBackend, *, qu
         decision = router.decide(query, options, "demo")
         body = {"messages": [{"role": "user", "content": query}], "max_tokens": max_tokens, "temperature": 0}
         started = time.perf_counter()
-        response, answered = runner.run(decision, lambda target: backends[target].complete(body))
+        response, answered = runner.run(decision, lambda target, body=body: backends[target].complete(body))
         latency = time.perf_counter() - started
         usage = response.get("usage") or {}
         inp, out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         cost = tracker.record(answered.metadata(), inp, out)
         answer = ((response.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
-        rows.append(DemoRow(query, decision.target, decision.score, answered.answered_by, answered.model_name,
-                            latency, inp, out, cost, answered.fallback, answer.strip()))
-    return DemoResult(rows, tracker, options.quality_threshold, small.name, large.name,
-                      {name: (p.input_per_million, p.output_per_million) for name, p in prices.items()})
+        rows.append(
+            DemoRow(
+                query,
+                decision.target,
+                decision.score,
+                answered.answered_by,
+                answered.model_name,
+                latency,
+                inp,
+                out,
+                cost,
+                answered.fallback,
+                answer.strip(),
+            )
+        )
+    return DemoResult(
+        rows,
+        tracker,
+        options.quality_threshold,
+        small.name,
+        large.name,
+        {name: (p.input_per_million, p.output_per_million) for name, p in prices.items()},
+    )
 
 
 def _cut(text: str, width: int) -> str:
@@ -116,20 +155,29 @@ def _cut(text: str, width: int) -> str:
 
 def format_demo(result: DemoResult, query_width: int = 44) -> str:
     """The printed table plus the totals line."""
-    header = (f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<22} {'latency':>7} {'tokens':>9} "
-              f"{'cost $':>10}")
+    header = (
+        f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<22} {'latency':>7} {'tokens':>9} {'cost $':>10}"
+    )
     lines = [header, "-" * len(header)]
     for r in result.rows:
         score = "-" if r.score is None else f"{r.score:.2f}"
         route = r.answered_by + ("*" if r.fallback else "")
-        lines.append(f"{_cut(r.query, query_width):<{query_width}} {route:<5} {score:>5} {_cut(str(r.model), 22):<22} "
-                     f"{r.latency_s:>6.1f}s {f'{r.input_tokens}+{r.output_tokens}':>9} {r.cost:>10.7f}")
+        lines.append(
+            f"{_cut(r.query, query_width):<{query_width}} {route:<5} {score:>5} {_cut(str(r.model), 22):<22} "
+            f"{r.latency_s:>6.1f}s {f'{r.input_tokens}+{r.output_tokens}':>9} {r.cost:>10.7f}"
+        )
     t = result.totals()
     lines.append("-" * len(header))
-    lines.append(f"{t['calls']} queries at threshold {result.threshold:.2f}: {t['small']} small, {t['large']} large"
-                 + ("  (* = fallback)" if any(r.fallback for r in result.rows) else ""))
-    lines.append(f"cost ${t['cost']:.7f} vs all-large ${t['all_large_cost']:.7f}: saved ${t['saved']:.7f} "
-                 f"({t['saved_pct']:.1f}%)")
-    lines.append("prices ($ per million tokens in/out): " + ", ".join(
-        f"{name} {p[0]:g}/{p[1]:g}" for name, p in result.prices.items()))
+    lines.append(
+        f"{t['calls']} queries at threshold {result.threshold:.2f}: {t['small']} small, {t['large']} large"
+        + ("  (* = fallback)" if any(r.fallback for r in result.rows) else "")
+    )
+    lines.append(
+        f"cost ${t['cost']:.7f} vs all-large ${t['all_large_cost']:.7f}: saved ${t['saved']:.7f} "
+        f"({t['saved_pct']:.1f}%)"
+    )
+    lines.append(
+        "prices ($ per million tokens in/out): "
+        + ", ".join(f"{name} {p[0]:g}/{p[1]:g}" for name, p in result.prices.items())
+    )
     return "\n".join(lines)

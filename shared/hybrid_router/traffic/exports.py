@@ -27,8 +27,14 @@ def resolve_scorer(path: str | Path, scorer: str | None) -> str:
     names = scorer_names(path)
     if scorer is None:
         if len(names) != 1:
-            raise ValueError(f"{path}: " + (f"several scorers ({', '.join(names)}); pick one with --scorer" if names
-                                            else "no scores yet; run hybrid-llm score-log first"))
+            raise ValueError(
+                f"{path}: "
+                + (
+                    f"several scorers ({', '.join(names)}); pick one with --scorer"
+                    if names
+                    else "no scores yet; run hybrid-llm score-log first"
+                )
+            )
         return names[0]
     if scorer not in names:
         raise ValueError(f"{path}: no scores from {scorer!r} (scorers in the log: {', '.join(names) or 'none'})")
@@ -55,8 +61,16 @@ def scored_pairs(path: str | Path, scorer: str) -> list[ScoredPair]:
         small, large = group.by("small"), group.by("large")
         if small is None or large is None or small["call_id"] not in scores or large["call_id"] not in scores:
             continue
-        out.append(ScoredPair(small["conversation_sha256"][:16], group.query, small, large,
-                              scores[small["call_id"]], scores[large["call_id"]]))
+        out.append(
+            ScoredPair(
+                small["conversation_sha256"][:16],
+                group.query,
+                small,
+                large,
+                scores[small["call_id"]],
+                scores[large["call_id"]],
+            )
+        )
     return out
 
 
@@ -70,9 +84,18 @@ def export_pairs(path: str | Path, out: str | Path, *, scorer: str | None = None
         writer = csv.writer(handle)
         writer.writerow(PAIR_COLUMNS)
         for p in pairs:
-            writer.writerow([p.query_id, p.query, p.small["model"] or "small", repr(float(p.small_score)),
-                             p.large["model"] or "large", repr(float(p.large_score)),
-                             f"routing-log/{p.small['source'] or 'unknown'}", SCORER_METRICS.get(name, name)])
+            writer.writerow(
+                [
+                    p.query_id,
+                    p.query,
+                    p.small["model"] or "small",
+                    repr(float(p.small_score)),
+                    p.large["model"] or "large",
+                    repr(float(p.large_score)),
+                    f"routing-log/{p.small['source'] or 'unknown'}",
+                    SCORER_METRICS.get(name, name),
+                ]
+            )
     return len(pairs)
 
 
@@ -98,9 +121,10 @@ def export_sft(path: str | Path, out: str | Path, *, min_score: float, scorer: s
                 if call["answered_by"] != "large" or score is None or score < min_score or key in seen:
                     continue
                 seen.add(key)
-                record = {"messages": sft_messages(group.conversation, call["answer"]),
-                          "metadata": {"call_id": call["call_id"], "model": call["model"], "scorer": name,
-                                       "score": score}}
+                record = {
+                    "messages": sft_messages(group.conversation, call["answer"]),
+                    "metadata": {"call_id": call["call_id"], "model": call["model"], "scorer": name, "score": score},
+                }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 kept += 1
     return kept

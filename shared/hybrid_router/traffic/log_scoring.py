@@ -32,8 +32,7 @@ from typing import Any, Callable, Iterator, Protocol
 from .routing_log import connect, read_calls
 
 #: The metric written by ``export-pairs`` for each scorer name (how the two scores are to be read).
-SCORER_METRICS = {"match": "correct01", "embed": "similarity", "judge": "judge1to10",
-                  "judge-pairwise": "pairwise_prob"}
+SCORER_METRICS = {"match": "correct01", "embed": "similarity", "judge": "judge1to10", "judge-pairwise": "pairwise_prob"}
 
 
 @dataclass
@@ -216,8 +215,8 @@ SINGLE_PROMPT = (
     "assistant to the user question displayed below. Your evaluation should consider factors such as the "
     "helpfulness, relevance, accuracy, depth, creativity, and level of detail of the response. Begin your "
     "evaluation by providing a short explanation. Be as objective as possible. After providing your explanation, "
-    "you must rate the response on a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for "
-    "example: \"Rating: [[5]]\".\n\n[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n"
+    'you must rate the response on a scale of 1 to 10 by strictly following this format: "[[rating]]", for '
+    'example: "Rating: [[5]]".\n\n[Question]\n{question}\n\n[The Start of Assistant\'s Answer]\n{answer}\n'
     "[The End of Assistant's Answer]",
 )
 #: MT-Bench pairwise comparison prompt ("pair-v2"): system and user message; verdict [[A]], [[B]] or [[C]] (tie).
@@ -230,7 +229,7 @@ PAIRWISE_PROMPT = (
     "order in which the responses were presented does not influence your decision. Do not allow the length of the "
     "responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective as "
     "possible. After providing your explanation, output your final verdict by strictly following this format: "
-    "\"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better, and \"[[C]]\" for a tie.",
+    '"[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.',
     "[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's "
     "Answer]\n\n[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]",
 )
@@ -262,8 +261,9 @@ def parse_verdict(output: str) -> str:
     """``"A"``, ``"B"`` or ``"C"`` (tie) from a pairwise judge output; JudgeParseError if absent or ambiguous."""
     verdicts = set(_VERDICT.findall(output))
     if len(verdicts) != 1:
-        raise JudgeParseError("no verdict [[A]]/[[B]]/[[C]] found" if not verdicts
-                              else f"several verdicts: {sorted(verdicts)}")
+        raise JudgeParseError(
+            "no verdict [[A]]/[[B]]/[[C]] found" if not verdicts else f"several verdicts: {sorted(verdicts)}"
+        )
     return verdicts.pop()
 
 
@@ -274,19 +274,28 @@ def _question_text(group: CallGroup) -> str:
     return "\n".join(f"{role}: {text}" for role, text in turns)
 
 
-def openai_complete(base_url: str, model: str, *, api_key: str | None = None, max_tokens: int = 512,
-                    temperature: float = 0.0, timeout: float = 120.0) -> Complete:
+def openai_complete(
+    base_url: str,
+    model: str,
+    *,
+    api_key: str | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    timeout: float = 120.0,
+) -> Complete:
     """A ``complete(messages) -> text`` function that calls an OpenAI-compatible chat completions endpoint."""
     import os
 
     from openai import OpenAI
 
-    client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
-                    timeout=timeout, max_retries=2)
+    client = OpenAI(
+        base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none", timeout=timeout, max_retries=2
+    )
 
     def complete(messages: list[dict]) -> str:
-        response = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
-                                                  temperature=temperature)
+        response = client.chat.completions.create(
+            model=model, messages=messages, max_tokens=max_tokens, temperature=temperature
+        )
         return response.choices[0].message.content or ""
 
     return complete
@@ -308,8 +317,9 @@ class JudgeScorer:
         self.name = "judge" if mode == "single" else "judge-pairwise"
 
     def _ask(self, prompt: tuple[str, str], **fields: str) -> str:
-        return self.complete([{"role": "system", "content": prompt[0]},
-                              {"role": "user", "content": prompt[1].format(**fields)}])
+        return self.complete(
+            [{"role": "system", "content": prompt[0]}, {"role": "user", "content": prompt[1].format(**fields)}]
+        )
 
     def score(self, group: CallGroup) -> list[Score]:
         if self.mode == "single":
@@ -328,8 +338,10 @@ class JudgeScorer:
         if small is None or large is None:
             return []
         question = _question_text(group)
-        outputs = [self._ask(PAIRWISE_PROMPT, question=question, answer_a=small["answer"], answer_b=large["answer"]),
-                   self._ask(PAIRWISE_PROMPT, question=question, answer_a=large["answer"], answer_b=small["answer"])]
+        outputs = [
+            self._ask(PAIRWISE_PROMPT, question=question, answer_a=small["answer"], answer_b=large["answer"]),
+            self._ask(PAIRWISE_PROMPT, question=question, answer_a=large["answer"], answer_b=small["answer"]),
+        ]
         raw = json.dumps({"small_first": outputs[0], "large_first": outputs[1]}, ensure_ascii=False)
         try:
             verdicts = [parse_verdict(o) for o in outputs]
@@ -357,8 +369,14 @@ def existing_scores(conn: Any, scorer: str) -> dict[str, str | None]:
     return dict(conn.execute("SELECT call_id, error FROM scores WHERE scorer = ?", (scorer,)).fetchall())
 
 
-def score_log(path: str | Path, scorer: Scorer, *, retry_errors: bool = False, limit: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> ScoreSummary:
+def score_log(
+    path: str | Path,
+    scorer: Scorer,
+    *,
+    retry_errors: bool = False,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreSummary:
     """Grade the log's calls that ``scorer`` has not graded yet; writes the ``scores`` table, one commit per group.
 
     ``limit`` caps the number of groups graded in this run; ``progress(done, total)`` is called after each group.
@@ -372,8 +390,11 @@ def score_log(path: str | Path, scorer: Scorer, *, retry_errors: bool = False, l
         done = existing_scores(conn, scorer.name)
         pending_groups: list[tuple[CallGroup, set[str]]] = []
         for group in groups:
-            pending = {c["call_id"] for c in group.calls
-                       if c["call_id"] not in done or (retry_errors and done[c["call_id"]] is not None)}
+            pending = {
+                c["call_id"]
+                for c in group.calls
+                if c["call_id"] not in done or (retry_errors and done[c["call_id"]] is not None)
+            }
             summary.skipped += len(group.calls) - len(pending)
             if pending:
                 pending_groups.append((group, pending))
@@ -402,8 +423,10 @@ def read_scores(path: str | Path, scorer: str | None = None) -> list[dict]:
         raise FileNotFoundError(f"routing log not found: {path}")
     conn = connect(path)
     try:
-        cursor = conn.execute("SELECT call_id, scorer, score, raw, error, created FROM scores"
-                              + (" WHERE scorer = ?" if scorer else ""), (scorer,) if scorer else ())
+        cursor = conn.execute(
+            "SELECT call_id, scorer, score, raw, error, created FROM scores" + (" WHERE scorer = ?" if scorer else ""),
+            (scorer,) if scorer else (),
+        )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
     finally:
@@ -415,9 +438,16 @@ def scorer_names(path: str | Path) -> list[str]:
     return sorted({row["scorer"] for row in read_scores(path)})
 
 
-def make_scorer(name: str, *, references: str | Path | None = None, judge_url: str | None = None,
-                judge_model: str | None = None, judge_max_tokens: int = 512, encoder: Any = None,
-                pairwise: bool = False) -> Scorer:
+def make_scorer(
+    name: str,
+    *,
+    references: str | Path | None = None,
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    judge_max_tokens: int = 512,
+    encoder: Any = None,
+    pairwise: bool = False,
+) -> Scorer:
     """The scorer ``"match"`` (needs ``references``), ``"embed"`` or ``"judge"`` (needs ``judge_url`` and
     ``judge_model``; ``pairwise=True`` for pairwise preference)."""
     if name == "match":
@@ -436,5 +466,6 @@ def make_scorer(name: str, *, references: str | Path | None = None, judge_url: s
 
 def scores_by_call(path: str | Path, scorer: str) -> dict[str, float]:
     """``call_id -> score`` of the successful rows of one scorer."""
-    return {r["call_id"]: r["score"] for r in read_scores(path, scorer) if r["error"] is None and r["score"] is not None}
-
+    return {
+        r["call_id"]: r["score"] for r in read_scores(path, scorer) if r["error"] is None and r["score"] is not None
+    }

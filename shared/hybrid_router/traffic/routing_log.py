@@ -15,8 +15,8 @@ model (``hybrid-llm score-log``, ``export-pairs``, ``export-sft``).
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 import queue
 import random
 import sqlite3
@@ -56,9 +56,28 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 """
 COLUMNS = (
-    "call_id", "pair_id", "kind", "created", "source", "conversation", "conversation_sha256", "query", "route",
-    "answered_by", "model", "score", "threshold", "threshold_source", "answer", "input_tokens", "output_tokens",
-    "cost", "latency_s", "fallback", "fallback_reason", "error",
+    "call_id",
+    "pair_id",
+    "kind",
+    "created",
+    "source",
+    "conversation",
+    "conversation_sha256",
+    "query",
+    "route",
+    "answered_by",
+    "model",
+    "score",
+    "threshold",
+    "threshold_source",
+    "answer",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "latency_s",
+    "fallback",
+    "fallback_reason",
+    "error",
 )
 _STOP = object()
 logger = logging.getLogger(__name__)
@@ -83,8 +102,16 @@ def conversation_pairs(messages: str | Sequence[Any]) -> list[list[str]]:
 class RoutingLog:
     """Append-only SQLite log of routed calls; thread-safe, non-blocking writes, optional shadow answers."""
 
-    def __init__(self, path: str | Path, *, store_text: bool = True, shadow_rate: float = 0.0,
-                 prices: PriceTable | dict | None = None, source: str | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        store_text: bool = True,
+        shadow_rate: float = 0.0,
+        prices: PriceTable | dict | None = None,
+        source: str | None = None,
+        seed: int | None = None,
+    ):
         if not 0.0 <= float(shadow_rate) <= 1.0:
             raise ValueError(f"shadow_rate must be in [0, 1], got {shadow_rate!r}")
         self.path = Path(path)
@@ -133,9 +160,19 @@ class RoutingLog:
             if any(b is _STOP for b in batch):
                 return
 
-    def _row(self, call_id: str, created: float, messages: str | Sequence[Any], answered_by: str, model: str | None,
-             answer: str | None, input_tokens: int | None, output_tokens: int | None, latency_s: float | None,
-             **extra: Any) -> dict:
+    def _row(
+        self,
+        call_id: str,
+        created: float,
+        messages: str | Sequence[Any],
+        answered_by: str,
+        model: str | None,
+        answer: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        latency_s: float | None,
+        **extra: Any,
+    ) -> dict:
         """Build one row (runs on the writer thread, off the request path)."""
         pairs = conversation_pairs(messages)
         convo_json = json.dumps(pairs, ensure_ascii=False)
@@ -159,9 +196,17 @@ class RoutingLog:
             row.update(conversation=convo_json, query=router_text(messages), answer=answer)
         return row
 
-    def log_call(self, messages: str | Sequence[Any], answered: Answered, answer: str | None, *,
-                 input_tokens: int | None = None, output_tokens: int | None = None,
-                 latency_s: float | None = None, source: str | None = None) -> str:
+    def log_call(
+        self,
+        messages: str | Sequence[Any],
+        answered: Answered,
+        answer: str | None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        latency_s: float | None = None,
+        source: str | None = None,
+    ) -> str:
         """Queue one routed call; returns its ``call_id`` (also the ``pair_id`` of a shadow answer).
 
         Only a reference to the inputs is queued here; the row is built and written by the writer thread.
@@ -170,16 +215,37 @@ class RoutingLog:
         messages = messages if isinstance(messages, str) else list(messages)
         meta = answered.metadata()
         extra = {"source": source} if source else {}
-        self._queue.put(partial(
-            self._row, call_id, time.time(), messages, answered.answered_by, meta["model"], answer, input_tokens,
-            output_tokens, latency_s, kind="answer", route=meta["route"], score=meta["score"],
-            threshold=meta["threshold"], threshold_source=meta["threshold_source"], fallback=int(answered.fallback),
-            fallback_reason=meta["fallback_reason"], **extra,
-        ))
+        self._queue.put(
+            partial(
+                self._row,
+                call_id,
+                time.time(),
+                messages,
+                answered.answered_by,
+                meta["model"],
+                answer,
+                input_tokens,
+                output_tokens,
+                latency_s,
+                kind="answer",
+                route=meta["route"],
+                score=meta["score"],
+                threshold=meta["threshold"],
+                threshold_source=meta["threshold_source"],
+                fallback=int(answered.fallback),
+                fallback_reason=meta["fallback_reason"],
+                **extra,
+            )
+        )
         return call_id
 
-    def maybe_shadow(self, pair_id: str, messages: str | Sequence[Any], answered: Answered,
-                     run_other: Callable[[], tuple[str, int | None, int | None]]) -> Future | None:
+    def maybe_shadow(
+        self,
+        pair_id: str,
+        messages: str | Sequence[Any],
+        answered: Answered,
+        run_other: Callable[[], tuple[str, int | None, int | None]],
+    ) -> Future | None:
         """With probability ``shadow_rate``, answer with the other model in the background and log it.
 
         ``run_other()`` returns (answer text, input tokens, output tokens). Errors are logged, never raised.
@@ -199,10 +265,24 @@ class RoutingLog:
                 error = None
             except Exception as exc:  # a failed shadow call is data, not a user-facing error
                 text, n_in, n_out, error = None, None, None, f"{type(exc).__name__}: {exc}"
-            row = self._row(uuid.uuid4().hex, time.time(), messages, other, model, text, n_in, n_out,
-                            time.perf_counter() - start, kind="shadow", pair_id=pair_id, route=answered.decision.target,
-                            score=answered.decision.score, threshold=answered.decision.threshold,
-                            threshold_source=answered.decision.threshold_source, error=error)
+            row = self._row(
+                uuid.uuid4().hex,
+                time.time(),
+                messages,
+                other,
+                model,
+                text,
+                n_in,
+                n_out,
+                time.perf_counter() - start,
+                kind="shadow",
+                pair_id=pair_id,
+                route=answered.decision.target,
+                score=answered.decision.score,
+                threshold=answered.decision.threshold,
+                threshold_source=answered.decision.threshold_source,
+                error=error,
+            )
             self._queue.put(row)
 
         return self._shadow_pool.submit(job)

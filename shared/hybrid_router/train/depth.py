@@ -42,9 +42,16 @@ def depth_name(layers: int | None) -> str:
     return "all" if layers is None else str(layers)
 
 
-def select_depth(encoder: Encoder, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *,
-                 depths: Sequence[int | None] = DEFAULT_DEPTHS, tolerance: float = DEPTH_TOLERANCE,
-                 progress: bool = False) -> DepthChoice | None:
+def select_depth(
+    encoder: Encoder,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    *,
+    depths: Sequence[int | None] = DEFAULT_DEPTHS,
+    tolerance: float = DEPTH_TOLERANCE,
+    progress: bool = False,
+) -> DepthChoice | None:
     """Run the ``auto`` head search on the embeddings of ``encoder`` cut to each depth; keep the shallowest depth
     within ``tolerance`` of the best. ``None`` when there is too little data to cross-validate (the caller then
     keeps ``encoder`` as it is)."""

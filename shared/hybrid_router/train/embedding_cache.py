@@ -26,8 +26,16 @@ def text_key(text: str) -> str:
 class CachedEncoder(Encoder):
     """An :class:`Encoder` whose embeddings are cached in ``cache_dir`` (one ``.npz`` per encoder setting)."""
 
-    def __init__(self, name_or_path: str = DEFAULT_ENCODER, *, cache_dir: str | Path, max_length: int = 256,
-                 device: str = "cpu", backend: str = DEFAULT_BACKEND, layers: int | None = None):
+    def __init__(
+        self,
+        name_or_path: str = DEFAULT_ENCODER,
+        *,
+        cache_dir: str | Path,
+        max_length: int = 256,
+        device: str = "cpu",
+        backend: str = DEFAULT_BACKEND,
+        layers: int | None = None,
+    ):
         # The model is loaded lazily (see _ensure_model), so Encoder.__init__ runs only on a cache miss.
         self.name = name_or_path
         self.max_length = max_length
@@ -51,8 +59,14 @@ class CachedEncoder(Encoder):
 
     def _ensure_model(self) -> None:
         if not self._loaded:
-            Encoder.__init__(self, self.name, max_length=self.max_length, device=self._device_name,
-                             backend=self.backend, layers=self.layers)
+            Encoder.__init__(
+                self,
+                self.name,
+                max_length=self.max_length,
+                device=self._device_name,
+                backend=self.backend,
+                layers=self.layers,
+            )
             self._loaded = True
 
     @property
@@ -65,8 +79,14 @@ class CachedEncoder(Encoder):
 
     def with_layers(self, layers: int | None) -> "CachedEncoder":
         """The same cached encoder keeping only the first ``layers`` layers (its own cache file)."""
-        return CachedEncoder(self.name, cache_dir=self.path.parent, max_length=self.max_length,
-                             device=self._device_name, backend=self.backend, layers=layers)
+        return CachedEncoder(
+            self.name,
+            cache_dir=self.path.parent,
+            max_length=self.max_length,
+            device=self._device_name,
+            backend=self.backend,
+            layers=layers,
+        )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embeddings of ``texts``; missing ones are computed, added to the cache and saved."""

@@ -99,7 +99,9 @@ def format_table(rows: list[dict[str, float | str]]) -> str:
     if not rows:
         return ""
     cols = list(rows[0])
-    cells = [[c for c in cols]] + [[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
+    cells = [[c for c in cols]] + [
+        [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .evaluation import evaluate_scores
 from ..core.features import query_features
 from ..core.head import FEATURE_CLIP, BlendHead, KnnHead, LinearHead, LogisticHead, RouterHead, logit
+from .evaluation import evaluate_scores
 
 #: The auto recipe's kNN heads keep at most this many training queries: a query then costs one
 #: [384] x [384, 2000] product (3 MB of float32 keys), a fraction of a millisecond.
@@ -49,8 +49,14 @@ def _lbfgs(blocks: list[torch.Tensor], decays: list[float], y: torch.Tensor, ste
     return [w.detach().numpy() for w in weights], float(bias.item())
 
 
-def fit_logistic(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0,
-                 weight_decay: float = 1e-3, steps: int = 300) -> LogisticHead:
+def fit_logistic(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    weight_decay: float = 1e-3,
+    steps: int = 300,
+) -> LogisticHead:
     """Logistic regression on (soft) labels with L2 regularisation, fitted by L-BFGS."""
     torch.manual_seed(seed)
     x = torch.as_tensor(embeddings, dtype=torch.float32)
@@ -65,9 +71,20 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-6, std, 1.0)
 
 
-def fit_linear(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *,
-               embedding: bool = True, features: bool = True, emb_decay: float = 1e-2, feature_decay: float = 1e-2,
-               steps: int = 300, feature_matrix: np.ndarray | None = None, clip: float = FEATURE_CLIP) -> LinearHead:
+def fit_linear(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    *,
+    embedding: bool = True,
+    features: bool = True,
+    emb_decay: float = 1e-2,
+    feature_decay: float = 1e-2,
+    steps: int = 300,
+    feature_matrix: np.ndarray | None = None,
+    clip: float = FEATURE_CLIP,
+) -> LinearHead:
     """Logistic regression on the embedding and/or the standardised query features (separate L2 strengths).
 
     ``feature_matrix`` may pass precomputed ``query_features(texts)``.
@@ -84,8 +101,14 @@ def fit_linear(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
         blocks.append(torch.as_tensor(z, dtype=torch.float32))
         decays.append(feature_decay)
     weights, bias = _lbfgs(blocks, decays, torch.as_tensor(labels, dtype=torch.float32), steps)
-    return LinearHead(weights[0] if embedding else None, weights[-1] if features else None, bias,
-                      mean if features else None, std if features else None, clip=clip)
+    return LinearHead(
+        weights[0] if embedding else None,
+        weights[-1] if features else None,
+        bias,
+        mean if features else None,
+        std if features else None,
+        clip=clip,
+    )
 
 
 def fit_features(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0) -> LinearHead:
@@ -93,14 +116,29 @@ def fit_features(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarra
     return fit_linear(embeddings, texts, labels, seed, embedding=False, feature_decay=1e-2)
 
 
-def fit_knn(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *, k: int = 30,
-            temperature: float = 0.0, strength: float = 1.0, max_items: int | None = KNN_MAX_ITEMS) -> KnnHead:
+def fit_knn(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    *,
+    k: int = 30,
+    temperature: float = 0.0,
+    strength: float = 1.0,
+    max_items: int | None = KNN_MAX_ITEMS,
+) -> KnnHead:
     """Store (a seeded sample of at most ``max_items`` of) the training embeddings and labels."""
     idx = np.arange(len(labels))
     if max_items is not None and len(idx) > max_items:
         idx = np.sort(np.random.default_rng(seed).permutation(len(idx))[:max_items])
-    return KnnHead(embeddings[idx], np.asarray(labels)[idx], k=k, temperature=temperature, strength=strength,
-                   prior=float(np.mean(labels)))
+    return KnnHead(
+        embeddings[idx],
+        np.asarray(labels)[idx],
+        k=k,
+        temperature=temperature,
+        strength=strength,
+        prior=float(np.mean(labels)),
+    )
 
 
 # ------------------------------------------------------------------ model selection ("auto")
@@ -140,10 +178,14 @@ def default_candidates(knn_max_items: int | None = KNN_MAX_ITEMS) -> list[Candid
     """The search space of the ``auto`` recipe: linear heads (one is chosen) and kNN heads (blended in or not),
     each family ordered from the simplest (most regularised / smoothest) to the most flexible."""
     out = [_linear_candidate("features(l2=0.01)", "linear", embedding=False, feature_decay=1e-2)]
-    out += [_linear_candidate(f"emb(l2={d:g})", "linear", emb_decay=d, features=False)
-            for d in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)]
-    out += [_linear_candidate(f"emb+features(l2={d:g})", "linear", emb_decay=d, feature_decay=1e-2)
-            for d in (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)]
+    out += [
+        _linear_candidate(f"emb(l2={d:g})", "linear", emb_decay=d, features=False)
+        for d in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+    ]
+    out += [
+        _linear_candidate(f"emb+features(l2={d:g})", "linear", emb_decay=d, feature_decay=1e-2)
+        for d in (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+    ]
     out += [_knn_candidate(k, knn_max_items) for k in (100, 30)]
     return out
 
@@ -192,9 +234,17 @@ def _folds(n: int, n_folds: int, seed: int) -> list[np.ndarray]:
     return [np.sort(perm[f::n_folds]) for f in range(n_folds)]
 
 
-def select_head(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0, *,
-                candidates: Sequence[Candidate] | None = None, n_folds: int = 5, min_queries: int = MIN_CV_QUERIES,
-                blend_margin: float = 0.005) -> Selection:
+def select_head(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    *,
+    candidates: Sequence[Candidate] | None = None,
+    n_folds: int = 5,
+    min_queries: int = MIN_CV_QUERIES,
+    blend_margin: float = 0.005,
+) -> Selection:
     """Cross-validate the candidates on the training data and choose a configuration (fit it with ``.fit``).
 
     The base is the simplest linear candidate within one standard error (of the paired per-fold differences) of
@@ -241,8 +291,9 @@ def select_head(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray
     if knn is None:
         return Selection([candidates[base]], scores)
     z = logit(oof[[base, knn]].T)
-    (weights,), bias = _lbfgs([torch.as_tensor(z, dtype=torch.float32)], [1e-3],
-                              torch.as_tensor(labels, dtype=torch.float32), 100)
+    (weights,), bias = _lbfgs(
+        [torch.as_tensor(z, dtype=torch.float32)], [1e-3], torch.as_tensor(labels, dtype=torch.float32), 100
+    )
     blended = z @ weights + bias
     blend = Selection([candidates[base], candidates[knn]], scores, weights, bias)
     scores[blend.name] = float(np.mean([ranking_quality(blended[t], labels[t]) for t in folds]))
@@ -266,14 +317,16 @@ class RecipeFit:
     details: dict
 
 
-def fit_selection(selection: Selection, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
-                  seed: int = 0) -> RecipeFit:
+def fit_selection(
+    selection: Selection, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0
+) -> RecipeFit:
     """Fit an ``auto`` selection already made on these embeddings."""
     return RecipeFit(selection.fit(embeddings, texts, labels, seed), selection.fit, selection.to_dict())
 
 
-def run_recipe(recipe: str, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray,
-               seed: int = 0) -> RecipeFit:
+def run_recipe(
+    recipe: str, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0
+) -> RecipeFit:
     """Fit ``recipe``; ``.refit`` repeats the same configuration (for ``auto``: the same choice) on new data."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")

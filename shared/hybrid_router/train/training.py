@@ -9,17 +9,24 @@ from typing import Sequence
 import numpy as np
 
 from ..core.calibration import Calibration
+from ..core.encoder import DEFAULT_ENCODER, Encoder
+from ..core.options import validate_fraction
+from ..core.router import HybridRouter
 from .data_io import RoutingData
 from .depth import DEFAULT_DEPTHS, select_depth
-from ..core.encoder import DEFAULT_ENCODER, Encoder
 from .evaluation import RoutingReport, evaluate_with_references
 from .labels import make_labels
-from ..core.options import validate_fraction
 from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, fit_selection, run_recipe
-from ..core.router import HybridRouter
 
-__all__ = ["DEFAULT_MAX_QUALITY_DROP", "DEFAULT_RECIPE", "RECIPES", "HeadFitter", "TrainResult", "fit_logistic",
-           "train_router"]
+__all__ = [
+    "DEFAULT_MAX_QUALITY_DROP",
+    "DEFAULT_RECIPE",
+    "RECIPES",
+    "HeadFitter",
+    "TrainResult",
+    "fit_logistic",
+    "train_router",
+]
 
 #: A trained router's default threshold is the calibrated one for this quality drop (relative to always-large).
 DEFAULT_MAX_QUALITY_DROP = 0.01
@@ -89,8 +96,14 @@ def train_router(
     else:
         emb_train = enc.encode(train.queries, progress=progress)
         fitted = run_recipe(recipe, emb_train, train.queries, y, seed)
-    info = {"recipe": recipe, "trained_on": data.source, "n_train": len(train), "metric": data.metric,
-            "small_model": data.small_model, "large_model": data.large_model}
+    info = {
+        "recipe": recipe,
+        "trained_on": data.source,
+        "n_train": len(train),
+        "metric": data.metric,
+        "small_model": data.small_model,
+        "large_model": data.large_model,
+    }
     if fitted.details:
         info["selection"] = fitted.details
     if depth is not None:
