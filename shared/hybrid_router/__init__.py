@@ -22,7 +22,8 @@ from ._lazy import lazy_exports
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    **dict.fromkeys(("AllModelsFailedError", "Answered", "FallbackRunner", "ModelTimeoutError"), ".core.fallback"),
+    **dict.fromkeys(("AllModelsFailedError", "FallbackRunner", "ModelTimeoutError"), ".core.fallback"),
+    "Answered": ".core.answered",
     **dict.fromkeys(("RoutingOptions", "current_routing", "resolve_options", "routing"), ".core.options"),
     **dict.fromkeys(("CostTracker", "ModelPrice", "PriceTable"), ".core.pricing"),
     **dict.fromkeys(("HybridRouter", "RouterFileError"), ".core.router"),

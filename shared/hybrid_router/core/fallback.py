@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
+from .answered import Answered
 from .decision import RouteDecision
 
 T = TypeVar("T")
@@ -30,46 +30,6 @@ class AllModelsFailedError(RuntimeError):
         self.errors = errors
         detail = "; ".join(f"{route}: {type(e).__name__}: {e}" for route, e in errors.items())
         super().__init__(f"both models failed ({detail})")
-
-
-@dataclass(frozen=True)
-class Answered:
-    """Who answered one call: the router's decision, the model that answered, and whether that was a fallback."""
-
-    decision: RouteDecision
-    answered_by: str
-    fallback_reason: str | None = None
-    model_names: tuple[str | None, str | None] = (None, None)
-
-    @property
-    def fallback(self) -> bool:
-        """True when the other model answered because the chosen one failed."""
-        return self.fallback_reason is not None
-
-    @property
-    def other(self) -> str:
-        """The model that did not answer (the one a shadow call asks)."""
-        return "large" if self.answered_by == "small" else "small"
-
-    @property
-    def model_name(self) -> str | None:
-        """The name of the model that answered."""
-        return self.model_names[0] if self.answered_by == "small" else self.model_names[1]
-
-    def metadata(self) -> dict[str, Any]:
-        """The routing record attached to responses (JSON-able)."""
-        return {
-            "route": self.decision.target,
-            "answered_by": self.answered_by,
-            "model": self.model_name,
-            "small_model": self.model_names[0],
-            "large_model": self.model_names[1],
-            "score": self.decision.score,
-            "threshold": self.decision.threshold,
-            "threshold_source": self.decision.threshold_source,
-            "fallback": self.fallback,
-            "fallback_reason": self.fallback_reason,
-        }
 
 
 def _reason(target: str, exc: BaseException) -> str:

@@ -12,8 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Hashable
 
+from .answered import Answered
 from .decision import RouteDecision
-from .fallback import Answered
 
 PINNED_PREFIX = "pinned:"
 

@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..core.fallback import Answered, FallbackRunner
+from ..core.answered import Answered
+from ..core.fallback import FallbackRunner
 from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options
 from ..core.router import HybridRouter, RouteDecision
 from .backends import ChatBackend

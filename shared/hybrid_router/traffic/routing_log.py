@@ -28,8 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..core.answered import Answered
 from ..core.conversation import message_role_and_text, router_text
-from ..core.fallback import Answered
 from ..core.pricing import PriceTable
 
 SCHEMA = """

@@ -1,0 +1,48 @@
+"""Who answered one call, and the routing record every response carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .decision import RouteDecision
+
+
+@dataclass(frozen=True)
+class Answered:
+    """Who answered one call: the router's decision, the model that answered, and whether that was a fallback."""
+
+    decision: RouteDecision
+    answered_by: str
+    fallback_reason: str | None = None
+    model_names: tuple[str | None, str | None] = (None, None)
+
+    @property
+    def fallback(self) -> bool:
+        """True when the other model answered because the chosen one failed."""
+        return self.fallback_reason is not None
+
+    @property
+    def other(self) -> str:
+        """The model that did not answer (the one a shadow call asks)."""
+        return "large" if self.answered_by == "small" else "small"
+
+    @property
+    def model_name(self) -> str | None:
+        """The name of the model that answered."""
+        return self.model_names[0] if self.answered_by == "small" else self.model_names[1]
+
+    def metadata(self) -> dict[str, Any]:
+        """The routing record attached to responses (JSON-able)."""
+        return {
+            "route": self.decision.target,
+            "answered_by": self.answered_by,
+            "model": self.model_name,
+            "small_model": self.model_names[0],
+            "large_model": self.model_names[1],
+            "score": self.decision.score,
+            "threshold": self.decision.threshold,
+            "threshold_source": self.decision.threshold_source,
+            "fallback": self.fallback,
+            "fallback_reason": self.fallback_reason,
+        }
