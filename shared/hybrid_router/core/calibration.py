@@ -46,6 +46,11 @@ class Calibration:
             return float(self.thresholds[-1])
         return float(self.thresholds[ok[np.argmin(self.large_share[ok])]])
 
+    def quality_drop_at(self, threshold: float) -> float:
+        """The calibrated quality drop of routing at ``threshold`` (the table's row at or below it)."""
+        row = int(np.searchsorted(self.thresholds, threshold, side="right")) - 1
+        return float(self.quality_drop[max(row, 0)])
+
     def to_dict(self) -> dict:
         """JSON-able form (stored in router.json)."""
         return {

@@ -10,11 +10,15 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+#: Score-only sets (the shipped default router is trained on these).
 SHIPPED_DATASETS = ("routellm_gsm8k", "routellm_mmlu", "routellm_mtbench_t1")
+#: The same rows with both models' answers (``small_answer``, ``large_answer``): for the verifier and cascades.
+ANSWER_DATASETS = ("routellm_gsm8k_answers", "routellm_mtbench_t1_answers")
 
 
 def shipped_path(name: str) -> Path:
     """Path of a shipped data file, by dataset name (e.g. ``"routellm_gsm8k"``)."""
-    if name not in SHIPPED_DATASETS:
-        raise ValueError(f"unknown shipped dataset {name!r}; choose one of {', '.join(SHIPPED_DATASETS)}")
+    if name not in SHIPPED_DATASETS + ANSWER_DATASETS:
+        known = ", ".join(SHIPPED_DATASETS + ANSWER_DATASETS)
+        raise ValueError(f"unknown shipped dataset {name!r}; choose one of {known}")
     return Path(str(resources.files(__name__).joinpath(f"{name}.csv.gz")))
