@@ -3,6 +3,10 @@
 A router's score says "the small model is good enough"; routing a share ``c`` of calls to the large model sends
 the ``c`` lowest-scoring queries there. Quality drop is relative to always-large:
 ``(q_large - q_routed) / |q_large|``. Cost advantage is the share of calls answered by the small model.
+
+The same metrics apply to an answer verifier (its score ranks the small model's answers; the share is the share of
+calls escalated to the large model) and to a calibrated cascade (:func:`evaluate_cascade`); both pay the small
+model's call on every query they do not send large at once, which ``benchmarks/cascade_cost.py`` prices.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..core.cascade import CascadeCalibration, simulate
 
 DROP_LEVELS = (0.0, 0.01, 0.02, 0.05)
 CA_LEVELS = (0.10, 0.20, 0.40)
@@ -92,6 +98,42 @@ def evaluate_with_references(
         evaluate_scores(name, scores, small_q, large_q),
         evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q),
     ]
+
+
+def cascade_curve(
+    calibration: CascadeCalibration,
+    route_scores: np.ndarray,
+    verify_scores: np.ndarray,
+    small_q: np.ndarray,
+    large_q: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(large share, quality, small share) of a calibrated cascade on labelled queries, ascending in share.
+
+    Each frontier pair of ``calibration`` (chosen on other data) is applied as it is, so on a test set this is an
+    honest curve, not the best envelope of the test data; the ends (all small, all large) are added.
+    """
+    outcomes = [
+        simulate(route_scores, verify_scores, small_q, large_q, r, v)
+        for r, v in zip(calibration.route_thresholds, calibration.verify_thresholds)
+    ]
+    points = [(0.0, float(np.mean(small_q)), 1.0)] + [(o.large_share, o.quality, o.small_share) for o in outcomes]
+    points.append((1.0, float(np.mean(large_q)), 0.0))
+    points.sort()
+    share, quality, small = (np.array(col) for col in zip(*points))
+    return share, quality, small
+
+
+def evaluate_cascade(
+    name: str,
+    calibration: CascadeCalibration,
+    route_scores: np.ndarray,
+    verify_scores: np.ndarray,
+    small_q: np.ndarray,
+    large_q: np.ndarray,
+) -> RoutingReport:
+    """Metrics of a calibrated cascade (share = calls that reach the large model, escalations included)."""
+    share, quality, _ = cascade_curve(calibration, route_scores, verify_scores, small_q, large_q)
+    return report_from_curve(name, share, quality, small_q, large_q)
 
 
 def format_table(rows: list[dict[str, float | str]]) -> str:
