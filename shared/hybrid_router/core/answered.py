@@ -10,12 +10,31 @@ from .decision import RouteDecision
 
 @dataclass(frozen=True)
 class Answered:
-    """Who answered one call: the router's decision, the model that answered, and whether that was a fallback."""
+    """Who answered one call: the router's decision, the model that answered, and whether that was a fallback.
+
+    In a cascade, ``verifier_score`` is the verifier's score of the small model's answer, and ``escalation_reason``
+    says why that answer was not returned (a low verifier score, a tool call or JSON that did not parse); an
+    escalated call ran both models and is answered by the large one.
+    """
 
     decision: RouteDecision
     answered_by: str
     fallback_reason: str | None = None
     model_names: tuple[str | None, str | None] = (None, None)
+    verifier_score: float | None = None
+    escalation_reason: str | None = None
+
+    @property
+    def escalated(self) -> bool:
+        """True when a cascade rejected the small model's answer and the large model answered."""
+        return self.escalation_reason is not None
+
+    @property
+    def models_called(self) -> tuple[str, ...]:
+        """The models that ran for this call (both for an escalation or a fallback)."""
+        if self.escalated or self.fallback:
+            return ("small", "large")
+        return (self.answered_by,)
 
     @property
     def fallback(self) -> bool:
@@ -45,4 +64,9 @@ class Answered:
             "threshold_source": self.decision.threshold_source,
             "fallback": self.fallback,
             "fallback_reason": self.fallback_reason,
+            "strategy": self.decision.strategy,
+            "verify_threshold": self.decision.verify_threshold,
+            "verifier_score": self.verifier_score,
+            "escalated": self.escalated,
+            "escalation_reason": self.escalation_reason,
         }

@@ -13,6 +13,10 @@ class RouteDecision:
     ``score`` is None when the route was forced; ``threshold_source`` names the layer and key that decided, e.g.
     ``"metadata:quality_threshold"``, ``"context:large_share"``, ``"default:quality_threshold"``, ``"kwarg:route"``.
     ``requested`` is the value that was asked for (a threshold, a share, a drop, or the forced route).
+
+    ``strategy`` is ``"route"`` (the chosen model answers) or ``"cascade"``: then ``target == "small"`` means the
+    small model answers first and its answer is accepted iff the verifier's score reaches ``verify_threshold``
+    (else the large model answers too); ``"large"`` means the query was sent to the large model at once.
     """
 
     target: str
@@ -20,6 +24,13 @@ class RouteDecision:
     threshold: float | None
     threshold_source: str
     requested: float | str | None = None
+    strategy: str = "route"
+    verify_threshold: float | None = None
+
+    @property
+    def verifies(self) -> bool:
+        """True when the small model's answer must pass the verifier (a cascade's small route)."""
+        return self.strategy == "cascade" and self.target == "small" and self.verify_threshold is not None
 
     @property
     def other(self) -> str:
