@@ -74,9 +74,9 @@ def test_a_stream_is_buffered_until_verified_then_replayed():
     out = []
     for chunk, answered in runner().stream(CASCADE, start, verify):
         events.append(f"out:{chunk}")
-        out.append(chunk)
+        out.append(answered)
     assert events == ["small:small", "small:answer", "verify", "out:small", "out:answer"]
-    assert answered.verifier_score == 0.9
+    assert [a.verifier_score for a in out] == [0.9, 0.9]
 
 
 def test_an_escalated_stream_streams_the_large_model():
