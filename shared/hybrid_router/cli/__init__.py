@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
+from ..core.encoder import EncoderLoadError
+from ..core.redact import redact
+
 COMMANDS = ("train", "eval", "score_log", "export_pairs", "export_sft", "distill", "serve", "demo")
+
+#: Errors caused by the user's input (files, folders, options): one line on stderr and exit status 2, no traceback.
+#: ValueError covers DataError, RouterFileError, LogFileError and undecodable text; OSError covers missing,
+#: unreadable and unwritable paths.
+USER_ERRORS = (ValueError, OSError, EncoderLoadError, sqlite3.Error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"hybrid-llm {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"hybrid-llm {args.command}: error: {redact(exc)}", file=sys.stderr)
         return 2

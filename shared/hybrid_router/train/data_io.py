@@ -3,15 +3,19 @@
 Optional columns: ``query_id`` (rows sharing one are several sampled answers to the same query, used by the
 probabilistic labels), ``small_model``, ``large_model``, ``metric``. A row whose score is missing or not a finite
 number is an error naming the file and line, unless ``skip_bad_rows`` is set (then it is counted and skipped).
+Files are UTF-8, with or without a byte-order mark. Everything else wrong with a file (not UTF-8, a bad or truncated
+gzip stream, malformed CSV or JSON, one ``query_id`` used for two different queries or model pairs) is a
+:class:`DataError` naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
-import io
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -77,44 +81,110 @@ class RoutingData:
         return self.subset(first), self.subset(rest)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+class _Lines:
+    """The file's lines as text (line endings kept): UTF-8, a leading byte-order mark dropped, ``.gz`` unpacked.
+
+    Lines are decoded one by one, so a decoding error names its exact line; ``line_no`` is the last line read.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.line_no = 0
+
+    def __iter__(self) -> Iterator[str]:
+        opener = gzip.open if self.path.suffix == ".gz" else open
+        with opener(self.path, "rb") as handle:
+            for raw in handle:
+                self.line_no += 1
+                yield self._decode(raw)
+
+    def _decode(self, raw: bytes) -> str:
+        if self.line_no == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            hint = " (it looks like UTF-16)" if self.line_no == 1 and raw.startswith(_UTF16_BOMS) else ""
+            raise DataError(
+                f"{self.path}:{self.line_no}: not UTF-8 text{hint} ({exc.reason} at column {exc.start + 1}); "
+                "save the file as UTF-8"
+            ) from exc
+
+
+def _json_rows(path: Path, lines: _Lines) -> Iterator[tuple[int, dict]]:
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from exc
+        except RecursionError as exc:
+            raise DataError(f"{path}:{line_no}: invalid JSON (nested too deeply)") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object per line")
+        yield line_no, row
+
+
+def _csv_rows(path: Path, lines: _Lines) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(lines)
+    try:
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}")
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}:{lines.line_no}: malformed CSV ({exc})") from exc
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` pairs; every problem with the file itself is a :class:`DataError` naming it."""
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    with _open_text(path) as handle:
-        if name.endswith(".jsonl") or name.endswith(".json"):
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{line_no}: expected a JSON object per line")
-                yield line_no, row
-        elif name.endswith(".csv"):
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}")
-            for row in reader:
-                yield reader.line_num, row
-        else:
-            raise DataError(f"{path}: unsupported file type; use .csv or .jsonl (optionally .gz)")
+    if name.endswith((".jsonl", ".json")):
+        parse = _json_rows
+    elif name.endswith(".csv"):
+        parse = _csv_rows
+    else:
+        raise DataError(f"{path}: unsupported file type; use .csv or .jsonl (optionally .gz)")
+    try:
+        yield from parse(path, _Lines(path))
+    except _GZIP_ERRORS as exc:
+        raise DataError(f"{path}: not a valid gzip file, or a truncated one ({exc or type(exc).__name__})") from exc
 
 
 def _score(value: object) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError("missing")
-    number = float(value)  # raises ValueError / TypeError on non-numbers
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    number = float(value)  # raises ValueError / TypeError on non-numbers, OverflowError on huge integers
     if not math.isfinite(number):
         raise ValueError("not finite")
     return number
+
+
+def _check_same_query(path: Path, line_no: int, qid: str, group: dict, row: dict) -> None:
+    """Rows sharing a ``query_id`` must be samples of one query by one pair of models (else a DataError)."""
+    for key in ("query", "small_model", "large_model"):
+        value = row.get(key) or None
+        if value is None:
+            continue
+        first = group.setdefault(key, value)
+        if first != value:
+            raise DataError(
+                f"{path}:{line_no}: query_id {qid!r} is used for a different {key} than on line {group['line']} "
+                f"({_short(first)} vs {_short(value)}); give each query (and model pair) its own query_id"
+            )
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> RoutingData:
@@ -122,6 +192,8 @@ def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> Routi
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"routing data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file")
     groups: dict[str, dict] = {}
     skipped = 0
     meta: dict[str, set] = {"metric": set(), "small_model": set(), "large_model": set()}
@@ -132,16 +204,17 @@ def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> Routi
                 raise ValueError("query is empty")
             small = _score(row.get("small_score"))
             large = _score(row.get("large_score"))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             if skip_bad_rows:
                 skipped += 1
                 continue
             raise DataError(
-                f"{path}:{line_no}: bad row ({exc}): small_score={row.get('small_score')!r}, "
-                f"large_score={row.get('large_score')!r}; fix it or pass --skip-bad-rows"
+                f"{path}:{line_no}: bad row ({exc}): small_score={_short(row.get('small_score'))}, "
+                f"large_score={_short(row.get('large_score'))}; fix it or pass --skip-bad-rows"
             ) from exc
         qid = str(row.get("query_id") or query)
-        group = groups.setdefault(qid, {"query": query, "small": [], "large": []})
+        group = groups.setdefault(qid, {"line": line_no, "small": [], "large": []})
+        _check_same_query(path, line_no, qid, group, row)
         group["small"].append(small)
         group["large"].append(large)
         for key in meta:
