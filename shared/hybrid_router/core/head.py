@@ -46,10 +46,17 @@ class RouterHead(ABC):
 
 
 def load_head(config: dict, tensors: dict[str, np.ndarray]) -> RouterHead:
-    """Rebuild a head from its saved config (``config["type"]`` picks the class)."""
+    """Rebuild a head from its saved config (``config["type"]`` picks the class).
+
+    A ValueError for an unknown type, a missing tensor, or weights that are NaN or infinite (such a head would
+    score every query NaN and silently send it to the large model).
+    """
     kind = config.get("type")
-    if kind not in _HEADS:
+    if not isinstance(kind, str) or kind not in _HEADS:
         raise ValueError(f"unknown router head type {kind!r}; known: {', '.join(sorted(_HEADS))}")
+    for name, array in tensors.items():
+        if np.issubdtype(array.dtype, np.number) and not np.isfinite(array).all():
+            raise ValueError(f"router head {kind!r}: tensor {name!r} holds NaN or infinite values")
     try:
         return _HEADS[kind].from_saved(config, tensors)
     except KeyError as exc:

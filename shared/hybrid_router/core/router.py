@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,13 +14,27 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from .calibration import Calibration
+from .cascade import CascadeCalibration
 from .conversation import router_text
 from .decision import RouteDecision
-from .encoder import BACKENDS, DEFAULT_BACKEND, DEFAULT_ENCODER, Encoder
+from .encoder import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_ENCODER,
+    Encoder,
+    EncoderLoadError,
+    resolve_encoder_path,
+)
+from .encoder import _check_source as check_source
 from .head import RouterHead, load_head
 from .options import RoutingOptions, current_routing, resolve_options, validate_fraction
+from .verifier import AnswerVerifier
 
-FORMAT_VERSION = 1
+#: 2 adds the optional answer verifier and cascade calibration; folders of format 1 still load.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+#: Recent single-text embeddings kept, so a cascade's verifier reuses the query embedding its routing computed.
+RECENT_EMBEDDINGS = 256
 CONFIG_FILE = "router.json"
 HEAD_FILE = "head.safetensors"
 DEFAULT_THRESHOLD = 0.5
@@ -32,10 +47,55 @@ class RouterFileError(ValueError):
     """A router folder that is missing, incomplete or corrupt."""
 
 
+def _check_encoder(config_path: Path, name: Any, layers: Any) -> None:
+    """A :class:`RouterFileError` now, not at the first call, for an encoder the router could never load.
+
+    Checks the encoder reference (a missing local folder, a hub name while offline) and that ``encoder_layers``
+    is a depth the encoder has (read from a local encoder's ``config.json``; no weights are loaded).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise RouterFileError(f"{config_path}: 'encoder' must be an encoder name or folder, got {name!r}")
+    if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
+        raise RouterFileError(f"{config_path}: 'encoder_layers' must be a positive integer or null, got {layers!r}")
+    path = resolve_encoder_path(name)
+    try:
+        check_source(name, path)
+    except EncoderLoadError as exc:
+        raise RouterFileError(f"{config_path}: {exc}") from exc
+    depth = _local_encoder_depth(Path(path).expanduser())
+    if layers is not None and depth is not None and layers > depth:
+        raise RouterFileError(
+            f"{config_path}: 'encoder_layers' is {layers}, but encoder {name!r} has only {depth} layers"
+        )
+
+
+def _local_encoder_depth(folder: Path) -> int | None:
+    """``num_hidden_layers`` from a local encoder folder's ``config.json`` (None when it cannot be read)."""
+    try:
+        depth = json.loads((folder / "config.json").read_text()).get("num_hidden_layers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else None
+
+
+def _load_verifier(
+    config: dict | None, tensors: dict[str, np.ndarray]
+) -> tuple[AnswerVerifier | None, CascadeCalibration | None]:
+    """The verifier and cascade table stored under ``"verifier"`` (None, None when the folder has none)."""
+    if config is None:
+        return None, None
+    if not isinstance(config, dict):
+        raise ValueError(f"'verifier' must be an object, got {config!r}")
+    cascade = CascadeCalibration.from_dict(config["cascade"]) if config.get("cascade") else None
+    return AnswerVerifier.from_saved(config, tensors), cascade
+
+
 class HybridRouter:
     """Scores queries and routes them between a small and a large model.
 
-    Use :meth:`default` for the shipped router, :meth:`load` for a trained one, ``hybrid_router.training`` to train.
+    Use :meth:`default` for the shipped router, :meth:`load` for a trained one, ``hybrid_router.train_router`` to
+    train. A router trained on data with the small model's answers also carries an answer ``verifier`` and the
+    ``cascade`` calibration of its two thresholds, and then routes with ``strategy="cascade"`` too.
     """
 
     def __init__(
@@ -50,8 +110,12 @@ class HybridRouter:
         info: dict[str, Any] | None = None,
         encoder_backend: str = DEFAULT_BACKEND,
         encoder_layers: int | None = None,
+        verifier: AnswerVerifier | None = None,
+        cascade: CascadeCalibration | None = None,
     ):
         self.head = head
+        self.verifier = verifier
+        self.cascade = cascade
         self._encoder = encoder if isinstance(encoder, Encoder) else None
         self.encoder_name = encoder.name if isinstance(encoder, Encoder) else encoder
         self.encoder_backend = encoder.backend if isinstance(encoder, Encoder) else encoder_backend
@@ -64,6 +128,7 @@ class HybridRouter:
         self.default_threshold = validate_fraction("default_threshold", default_threshold)
         self.info = dict(info or {})
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # ---------------------------------------------------------------- scoring
     @property
@@ -75,9 +140,25 @@ class HybridRouter:
                     self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend, layers=self.encoder_layers)
         return self._encoder
 
+    def embed_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Embeddings of router texts; one text is looked up among the recent ones first (the routing hot path)."""
+        if len(texts) != 1:
+            return self.encoder.encode(texts, batch_size=batch_size, progress=progress)
+        with self._lock:
+            cached = self._recent.get(texts[0])
+            if cached is not None:
+                self._recent.move_to_end(texts[0])
+                return cached
+        embedding = self.encoder.encode(texts)
+        with self._lock:
+            self._recent[texts[0]] = embedding
+            while len(self._recent) > RECENT_EMBEDDINGS:
+                self._recent.popitem(last=False)
+        return embedding
+
     def score_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Scores of already-prepared router texts."""
-        return self.score_embeddings(self.encoder.encode(texts, batch_size=batch_size, progress=progress), texts)
+        return self.score_embeddings(self.embed_texts(texts, batch_size=batch_size, progress=progress), texts)
 
     def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """Scores of router texts already embedded by this router's encoder."""
@@ -92,6 +173,35 @@ class HybridRouter:
     ) -> np.ndarray:
         """Scores for many queries at once (faster than calling :meth:`score` in a loop)."""
         return self.score_texts([router_text(q) for q in queries], batch_size=batch_size, progress=progress)
+
+    def _require_verifier(self) -> AnswerVerifier:
+        if self.verifier is None:
+            raise ValueError(
+                "this router has no answer verifier: train it on data with a small_answer column "
+                "(hybrid-llm train), or use strategy='route'"
+            )
+        return self.verifier
+
+    def score_answer_batch(
+        self, queries: Sequence[str | Sequence[Any]], answers: Sequence[str], *, batch_size: int = 64
+    ) -> np.ndarray:
+        """P[the small model's answer is good enough] for each (query, answer) pair (the answer verifier)."""
+        verifier = self._require_verifier()
+        if len(queries) != len(answers):
+            raise ValueError(f"score_answer_batch got {len(queries)} queries and {len(answers)} answers")
+        for answer in answers:
+            if not isinstance(answer, str):
+                raise ValueError(f"an answer must be a string, got {type(answer).__name__}")
+        texts = [router_text(q) for q in queries]
+        query_emb = self.embed_texts(texts, batch_size=batch_size) if "query" in verifier.weights else None
+        answer_emb = (
+            self.encoder.encode(list(answers), batch_size=batch_size) if verifier.needs_answer_embedding else None
+        )
+        return np.clip(verifier.predict(texts, list(answers), query_emb, answer_emb), 0.0, 1.0)
+
+    def score_answer(self, query: str | Sequence[Any], answer: str) -> float:
+        """P[``answer``, the small model's answer to ``query``, is good enough] (a query string or message list)."""
+        return float(self.score_answer_batch([query], [answer])[0])
 
     # ---------------------------------------------------------------- routing
     def threshold_for(self, options: RoutingOptions) -> float:
@@ -113,14 +223,37 @@ class HybridRouter:
         """
         text = router_text(query)  # validates even when the route is forced
         if not options.is_set:
-            options, source = RoutingOptions(quality_threshold=self.default_threshold), "default"
+            options, source = (
+                RoutingOptions(quality_threshold=self.default_threshold, strategy=options.strategy),
+                "default",
+            )
         key = options.key
         if options.route is not None:
             return RouteDecision(options.route, None, None, f"{source}:route", options.route)
-        threshold = self.threshold_for(options)
+        if options.strategy == "cascade":
+            threshold, verify_threshold = self.cascade_thresholds_for(options)
+        else:
+            threshold, verify_threshold = self.threshold_for(options), None
         score = float(self.score_texts([text])[0])
         target = "small" if score >= threshold else "large"
-        return RouteDecision(target, score, threshold, f"{source}:{key}", getattr(options, key))
+        requested = getattr(options, key)
+        return RouteDecision(
+            target, score, threshold, f"{source}:{key}", requested, options.strategy or "route", verify_threshold
+        )
+
+    def cascade_thresholds_for(self, options: RoutingOptions) -> tuple[float, float]:
+        """The cascade's (route, verify) thresholds for an options layer (see :mod:`hybrid_router.core.cascade`)."""
+        self._require_verifier()
+        if self.cascade is None:
+            raise ValueError("this router has no cascade calibration: retrain it on data with a small_answer column")
+        if options.max_quality_drop is not None:
+            return self.cascade.thresholds_for_max_quality_drop(options.max_quality_drop)
+        if options.large_share is not None:
+            return self.cascade.thresholds_for_large_share(options.large_share)
+        if self.calibration is None:
+            raise ValueError("a cascade at a quality_threshold needs the router's calibration table")
+        threshold = self.default_threshold if options.quality_threshold is None else options.quality_threshold
+        return self.cascade.thresholds_for_route_threshold(threshold, self.calibration)
 
     def route(
         self,
@@ -130,13 +263,15 @@ class HybridRouter:
         max_quality_drop: float | None = None,
         large_share: float | None = None,
         force: str | None = None,
+        strategy: str | None = None,
     ) -> RouteDecision:
         """Decide small or large for ``query``.
 
         Give at most one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or ``force``; otherwise the
-        active :func:`hybrid_router.routing` block decides, else the router's ``default_threshold``.
+        active :func:`hybrid_router.routing` block decides, else the router's ``default_threshold``. ``strategy``
+        (``"route"`` or ``"cascade"``) is resolved the same way, on its own.
         """
-        given = RoutingOptions(quality_threshold, max_quality_drop, large_share, force)
+        given = RoutingOptions(quality_threshold, max_quality_drop, large_share, force, strategy)
         options, source = resolve_options([("argument", given), ("context", current_routing())])
         return self.decide(query, options, source)
 
@@ -157,7 +292,11 @@ class HybridRouter:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "info": self.info,
         }
-        tensors = {k: np.ascontiguousarray(v) for k, v in self.head.tensors().items()}
+        tensors = dict(self.head.tensors())
+        if self.verifier is not None:
+            config["verifier"] = {**self.verifier.config(), "cascade": self.cascade.to_dict() if self.cascade else None}
+            tensors.update(self.verifier.tensors())
+        tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, str(directory / HEAD_FILE))
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1))
         return directory
@@ -183,8 +322,14 @@ class HybridRouter:
                 raise ValueError("top level is not an object")
         except (ValueError, UnicodeDecodeError) as exc:
             raise RouterFileError(f"corrupt router config {config_path}: {exc}") from exc
-        if config.get("format_version") != FORMAT_VERSION:
-            raise RouterFileError(f"{config_path}: unsupported format_version {config.get('format_version')!r}")
+        version = config.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise RouterFileError(
+                f"{config_path}: this router folder has format_version {version}, made by a newer hybrid-llm; this "
+                f"one reads {', '.join(map(str, READABLE_FORMATS))}: upgrade hybrid-llm (pip install -U hybrid-llm)"
+            )
+        if version not in READABLE_FORMATS:
+            raise RouterFileError(f"{config_path}: unsupported format_version {version!r}")
         try:
             tensors = load_file(str(head_path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -195,9 +340,14 @@ class HybridRouter:
                 f"{config_path}: the router reads the first {layers or 'all'} layers of its encoder, but "
                 f"the encoder given reads {encoder.layers or 'all'}: pass one with layers={layers}"
             )
+        if encoder is None:
+            _check_encoder(config_path, config.get("encoder"), layers)
+        if not isinstance(config.get("head"), dict):
+            raise RouterFileError(f"{config_path}: 'head' must be an object with a 'type', got {config.get('head')!r}")
         try:
             head = load_head(config["head"], tensors)
             calibration = Calibration.from_dict(config["calibration"]) if config.get("calibration") else None
+            verifier, cascade = _load_verifier(config.get("verifier"), tensors)
             return cls(
                 head,
                 encoder=encoder or config["encoder"],
@@ -208,8 +358,10 @@ class HybridRouter:
                 info=config.get("info"),
                 encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
                 encoder_layers=layers,
+                verifier=verifier,
+                cascade=cascade,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RouterFileError(f"corrupt router folder {directory}: {exc!r}") from exc
 
     @classmethod
