@@ -35,12 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Grade and print a one-line summary."""
-    from pathlib import Path
-
     from ..traffic.log_scoring import make_scorer, score_log
+    from ..traffic.routing_log import open_log
 
-    if not Path(args.log).is_file():
-        raise FileNotFoundError(f"routing log not found: {args.log}")
+    open_log(args.log).close()  # a missing file or one that is not a routing log fails before any scorer loads
     scorer = make_scorer(
         args.scorer,
         references=args.references,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from .routing_log import connect, read_calls
+from .routing_log import open_log, read_calls
 
 #: The metric written by ``export-pairs`` for each scorer name (how the two scores are to be read).
 SCORER_METRICS = {"match": "correct01", "embed": "similarity", "judge": "judge1to10", "judge-pairwise": "pairwise_prob"}
@@ -381,10 +381,9 @@ def score_log(
 
     ``limit`` caps the number of groups graded in this run; ``progress(done, total)`` is called after each group.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"routing log not found: {path}")
+    open_log(path).close()  # FileNotFoundError / LogFileError before any scorer runs
     groups = list(call_groups(path))
-    conn = connect(path)
+    conn = open_log(path)
     summary = ScoreSummary()
     try:
         done = existing_scores(conn, scorer.name)
@@ -419,9 +418,7 @@ def score_log(
 
 def read_scores(path: str | Path, scorer: str | None = None) -> list[dict]:
     """Rows of the ``scores`` table as dicts (optionally of one scorer)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"routing log not found: {path}")
-    conn = connect(path)
+    conn = open_log(path)
     try:
         cursor = conn.execute(
             "SELECT call_id, scorer, score, raw, error, created FROM scores" + (" WHERE scorer = ?" if scorer else ""),

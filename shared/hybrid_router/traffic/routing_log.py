@@ -23,6 +23,8 @@ import sqlite3
 import threading
 import time
 import uuid
+import warnings
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -30,7 +32,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..core.answered import Answered
 from ..core.conversation import message_role_and_text, router_text
+from ..core.options import validate_fraction
 from ..core.pricing import PriceTable
+from ..core.redact import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -79,16 +83,86 @@ COLUMNS = (
     "fallback_reason",
     "error",
 )
+SCORE_COLUMNS = ("call_id", "scorer", "score", "raw", "error", "created")
+SQLITE_HEADER = b"SQLite format 3\x00"
+DEFAULT_SHADOW_BACKLOG = 64
 _STOP = object()
 logger = logging.getLogger(__name__)
 
 
+class LogFileError(ValueError):
+    """A file that is not a routing log (not SQLite at all, or a SQLite database of something else)."""
+
+
+class RoutingLogWriteError(OSError):
+    """Rows could not be written (e.g. the disk or database is full); ``dropped`` says how many were lost."""
+
+    def __init__(self, path: Path, dropped: int, cause: str | None):
+        super().__init__(f"routing log {path}: {dropped} row(s) could not be written ({cause})")
+        self.path = path
+        self.dropped = dropped
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """A :class:`LogFileError` unless ``path`` is a SQLite database (an empty file counts as a new one)."""
+    if path.is_dir():
+        raise LogFileError(f"{path}: is a directory, not a routing log")
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise LogFileError(f"{path}: not a SQLite database, so not a routing log")
+
+
+def _check_tables(conn: sqlite3.Connection, path: Path, *, new_ok: bool) -> None:
+    """A :class:`LogFileError` unless the database holds the routing log's tables (or none at all, if ``new_ok``)."""
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if new_ok and not tables:
+            return
+        for table, columns in (("calls", COLUMNS), ("scores", SCORE_COLUMNS)):
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if not set(columns) <= have:
+                raise LogFileError(
+                    f"{path}: a SQLite database but not a routing log (no {table!r} table with the log's columns; "
+                    f"its tables: {', '.join(sorted(tables)) or 'none'}); it was left unchanged"
+                )
+    except sqlite3.DatabaseError as exc:
+        raise LogFileError(f"{path}: not a readable SQLite database ({exc}), so not a routing log") from exc
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (and create) a routing log database in WAL mode."""
+    """Open (and create) a routing log database in WAL mode; :class:`LogFileError` for any other file."""
+    path = Path(path)
+    if path.exists():
+        _check_sqlite_file(path)
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    try:
+        _check_tables(conn, path, new_ok=True)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_log(path: str | Path) -> sqlite3.Connection:
+    """Open an existing routing log to read or grade it; never creates tables or changes its journal mode.
+
+    ``FileNotFoundError`` when it is missing, :class:`LogFileError` (and the file untouched) when it is not a
+    routing log.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"routing log not found: {path}")
+    _check_sqlite_file(path)
+    conn = sqlite3.connect(str(path), timeout=30)
+    try:
+        _check_tables(conn, path, new_ok=False)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -99,8 +173,117 @@ def conversation_pairs(messages: str | Sequence[Any]) -> list[list[str]]:
     return [list(message_role_and_text(m)) for m in messages]
 
 
+class _Writer:
+    """The writer thread: drains the queue in batches, one transaction each, and counts the rows it loses.
+
+    It holds no reference to its :class:`RoutingLog`, so a log nobody references can be collected; the log's
+    finalizer then stops the writer (also at interpreter exit), which commits whatever is still queued.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+        self.queue: queue.Queue = queue.Queue()
+        self.dropped = 0
+        self._unreported = 0
+        self._last_error: str | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.thread = threading.Thread(target=self.run, name="hybrid-llm-log", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        """Write batches until the stop marker."""
+        while not self._write_batch():
+            pass
+        self.conn.close()
+
+    def _write_batch(self) -> bool:
+        """Wait for items, write them in one transaction, wake flushers; True after the stop marker.
+
+        A method of its own so that the batch (whose row builders reference the log) is released after each round.
+        """
+        batch = [self.queue.get()]
+        while True:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        self._write([b for b in batch if isinstance(b, (dict, partial))])
+        for b in batch:
+            if isinstance(b, threading.Event):
+                b.set()
+            self.queue.task_done()
+        return any(b is _STOP for b in batch)
+
+    def _write(self, items: list[dict | partial]) -> None:
+        rows = []
+        for item in items:
+            try:
+                rows.append(item if isinstance(item, dict) else item())
+            except Exception as exc:  # a row that cannot be built is counted and reported, never raised at a caller
+                self.drop(1, f"could not build a row: {type(exc).__name__}: {exc}")
+        if not rows:
+            return
+        try:
+            with self.conn:  # one transaction per batch
+                self.conn.executemany(
+                    f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
+                    [tuple(r.get(c) for c in COLUMNS) for r in rows],
+                )
+        except sqlite3.Error as exc:  # a broken batch must not stop logging (nor any caller)
+            self.drop(len(rows), f"{type(exc).__name__}: {exc}")
+
+    def drop(self, n: int, error: str) -> None:
+        """Count ``n`` lost rows; the first loss since the last report is also a warning and a log line."""
+        with self._lock:
+            first = self._unreported == 0
+            self.dropped += n
+            self._unreported += n
+            self._last_error = error
+        logger.error("routing log: %d row(s) could not be written to %s: %s", n, self.path, error)
+        if first:
+            warnings.warn(f"routing log {self.path}: rows are being dropped ({error})", RuntimeWarning, stacklevel=1)
+
+    def take_unreported(self) -> tuple[int, str | None]:
+        """The rows lost since the last call, and the last error (then the count restarts at 0)."""
+        with self._lock:
+            n, error = self._unreported, self._last_error
+            self._unreported = 0
+        return n, error
+
+    def stop(self) -> None:
+        """Commit everything queued, stop the thread and close the database (idempotent).
+
+        Called on the writer thread itself (the log's last reference died there), it only asks the thread to stop.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self.queue.put(_STOP)
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+
+
+def _close_at_exit(writer: _Writer) -> None:
+    """Finalizer of an unclosed log (interpreter exit or garbage collection): commit and report losses."""
+    writer.stop()
+    n, error = writer.take_unreported()
+    if n:
+        warnings.warn(
+            f"routing log {writer.path}: {n} row(s) could not be written ({error})", RuntimeWarning, stacklevel=1
+        )
+
+
 class RoutingLog:
-    """Append-only SQLite log of routed calls; thread-safe, non-blocking writes, optional shadow answers."""
+    """Append-only SQLite log of routed calls; thread-safe, non-blocking writes, optional shadow answers.
+
+    Rows are committed by a background writer. :meth:`flush` and :meth:`close` raise :class:`RoutingLogWriteError`
+    when rows could not be written since the last report (a warning is also issued when losses start), and
+    ``dropped`` counts every row lost. A log that is never closed is closed at interpreter exit (or when it is
+    garbage collected), so its queued rows are committed. At most ``max_shadow_backlog`` shadow calls wait or run
+    at once; beyond that, calls are not shadowed (counted in ``shadow_skipped``).
+    """
 
     def __init__(
         self,
@@ -111,55 +294,37 @@ class RoutingLog:
         prices: PriceTable | dict | None = None,
         source: str | None = None,
         seed: int | None = None,
+        max_shadow_backlog: int = DEFAULT_SHADOW_BACKLOG,
     ):
-        if not 0.0 <= float(shadow_rate) <= 1.0:
-            raise ValueError(f"shadow_rate must be in [0, 1], got {shadow_rate!r}")
+        self.shadow_rate = validate_fraction("shadow_rate", shadow_rate)
+        if isinstance(max_shadow_backlog, bool) or not isinstance(max_shadow_backlog, int) or max_shadow_backlog < 1:
+            raise ValueError(f"max_shadow_backlog must be a positive integer, got {max_shadow_backlog!r}")
         self.path = Path(path)
         self.store_text = store_text
-        self.shadow_rate = float(shadow_rate)
         self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
         self.source = source
+        self.shadow_skipped = 0
         self._rng = random.Random(seed)
-        self._queue: queue.Queue = queue.Queue()
         self._conn = connect(self.path)
-        self._writer = threading.Thread(target=self._write_loop, name="hybrid-llm-log", daemon=True)
-        self._writer.start()
+        self._writer = _Writer(self._conn, self.path)
+        self._finalizer = weakref.finalize(self, _close_at_exit, self._writer)
         self._shadow_pool: ThreadPoolExecutor | None = None
+        self._shadow_slots = threading.BoundedSemaphore(max_shadow_backlog)
+        self._shadow_lock = threading.Lock()
         self._closed = False
 
-    # ------------------------------------------------------------ writing
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch = [item]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = []
-            for b in batch:
-                if isinstance(b, (dict, partial)):
-                    try:
-                        rows.append(b if isinstance(b, dict) else b())
-                    except Exception:  # a row that cannot be built is reported, never raised at a caller
-                        logger.exception("routing log: could not build a row")
-            if rows:
-                try:
-                    with self._conn:  # one transaction per batch
-                        self._conn.executemany(
-                            f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
-                            [tuple(r.get(c) for c in COLUMNS) for r in rows],
-                        )
-                except sqlite3.Error:  # a broken batch must not stop logging (nor any caller)
-                    logger.exception("routing log: could not write %d rows to %s", len(rows), self.path)
-            for b in batch:
-                if isinstance(b, threading.Event):
-                    b.set()
-                self._queue.task_done()
-            if any(b is _STOP for b in batch):
-                return
+    @property
+    def dropped(self) -> int:
+        """Rows lost so far (not written because of a database error, or logged after :meth:`close`)."""
+        return self._writer.dropped
 
+    def _queue(self, item: dict | partial) -> None:
+        if self._closed:
+            self._writer.drop(1, "the log is closed")
+        else:
+            self._writer.queue.put(item)
+
+    # ------------------------------------------------------------ writing
     def _row(
         self,
         call_id: str,
@@ -192,6 +357,9 @@ class RoutingLog:
             "fallback": 0,
             **extra,
         }
+        for key in ("error", "fallback_reason"):
+            if row.get(key) is not None:
+                row[key] = redact(row[key])
         if self.store_text:
             row.update(conversation=convo_json, query=router_text(messages), answer=answer)
         return row
@@ -206,16 +374,18 @@ class RoutingLog:
         output_tokens: int | None = None,
         latency_s: float | None = None,
         source: str | None = None,
+        error: str | None = None,
     ) -> str:
         """Queue one routed call; returns its ``call_id`` (also the ``pair_id`` of a shadow answer).
 
-        Only a reference to the inputs is queued here; the row is built and written by the writer thread.
+        ``error`` marks a call that failed after (part of) an answer, e.g. a stream cut short; it is stored
+        redacted. Only a reference to the inputs is queued here; the row is built and written by the writer thread.
         """
         call_id = uuid.uuid4().hex
         messages = messages if isinstance(messages, str) else list(messages)
         meta = answered.metadata()
         extra = {"source": source} if source else {}
-        self._queue.put(
+        self._queue(
             partial(
                 self._row,
                 call_id,
@@ -234,6 +404,7 @@ class RoutingLog:
                 threshold_source=meta["threshold_source"],
                 fallback=int(answered.fallback),
                 fallback_reason=meta["fallback_reason"],
+                error=error,
                 **extra,
             )
         )
@@ -249,74 +420,110 @@ class RoutingLog:
         """With probability ``shadow_rate``, answer with the other model in the background and log it.
 
         ``run_other()`` returns (answer text, input tokens, output tokens). Errors are logged, never raised.
-        Returns the background future (or None when this call is not sampled).
+        Returns the background future (or None when this call is not sampled, or ``max_shadow_backlog`` shadow
+        calls are already waiting or running).
         """
         if self.shadow_rate <= 0 or self._rng.random() >= self.shadow_rate or self._closed:
             return None
+        if not self._shadow_slots.acquire(blocking=False):
+            with self._shadow_lock:
+                self.shadow_skipped += 1
+            return None
+        try:
+            return self._shadow_executor().submit(self._shadow_job, pair_id, messages, answered, run_other)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            self._shadow_slots.release()
+            return None
+
+    def _shadow_executor(self) -> ThreadPoolExecutor:
+        with self._shadow_lock:
+            if self._shadow_pool is None:
+                self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hybrid-llm-shadow")
+            return self._shadow_pool
+
+    def _shadow_job(
+        self,
+        pair_id: str,
+        messages: str | Sequence[Any],
+        answered: Answered,
+        run_other: Callable[[], tuple[str, int | None, int | None]],
+    ) -> None:
+        """Run the other model and queue its row (the writer outlives the shadow pool, also at exit)."""
+        start = time.perf_counter()
+        try:
+            text, n_in, n_out = run_other()
+            error = None
+        except Exception as exc:  # a failed shadow call is data, not a user-facing error
+            text, n_in, n_out, error = None, None, None, f"{type(exc).__name__}: {exc}"
+        finally:
+            self._shadow_slots.release()
         other = answered.other
-        model = answered.model_names[0 if other == "small" else 1]
-        if self._shadow_pool is None:
-            self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hybrid-llm-shadow")
-
-        def job() -> None:
-            start = time.perf_counter()
-            try:
-                text, n_in, n_out = run_other()
-                error = None
-            except Exception as exc:  # a failed shadow call is data, not a user-facing error
-                text, n_in, n_out, error = None, None, None, f"{type(exc).__name__}: {exc}"
-            row = self._row(
-                uuid.uuid4().hex,
-                time.time(),
-                messages,
-                other,
-                model,
-                text,
-                n_in,
-                n_out,
-                time.perf_counter() - start,
-                kind="shadow",
-                pair_id=pair_id,
-                route=answered.decision.target,
-                score=answered.decision.score,
-                threshold=answered.decision.threshold,
-                threshold_source=answered.decision.threshold_source,
-                error=error,
-            )
-            self._queue.put(row)
-
-        return self._shadow_pool.submit(job)
+        row = partial(
+            self._row,
+            uuid.uuid4().hex,
+            time.time(),
+            messages,
+            other,
+            answered.model_names[0 if other == "small" else 1],
+            text,
+            n_in,
+            n_out,
+            time.perf_counter() - start,
+            kind="shadow",
+            pair_id=pair_id,
+            route=answered.decision.target,
+            score=answered.decision.score,
+            threshold=answered.decision.threshold,
+            threshold_source=answered.decision.threshold_source,
+            error=error,
+        )
+        self._writer.queue.put(row)
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Block until every queued row is committed (shadow calls in flight are not waited for)."""
-        done = threading.Event()
-        self._queue.put(done)
-        if not done.wait(timeout):
-            raise TimeoutError("routing log did not flush in time")
+        """Block until every queued row is committed (shadow calls in flight are not waited for).
+
+        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close.
+        """
+        if not self._closed:
+            done = threading.Event()
+            self._writer.queue.put(done)
+            if not done.wait(timeout):
+                raise TimeoutError("routing log did not flush in time")
+        self._raise_dropped()
 
     def close(self) -> None:
-        """Wait for shadow calls, commit everything, stop the writer and close the database."""
+        """Wait for shadow calls, commit everything, stop the writer and close the database.
+
+        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close.
+        """
         if self._closed:
             return
         self._closed = True
         if self._shadow_pool is not None:
             self._shadow_pool.shutdown(wait=True)
-        self._queue.put(_STOP)
-        self._writer.join()
-        self._conn.close()
+        self._finalizer.detach()
+        self._writer.stop()
+        self._raise_dropped()
+
+    def _raise_dropped(self) -> None:
+        n, error = self._writer.take_unreported()
+        if n:
+            raise RoutingLogWriteError(self.path, n, error)
 
     def __enter__(self) -> "RoutingLog":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        try:
+            self.close()
+        except RoutingLogWriteError:
+            if exc_type is None:  # never hide the error already leaving the block (the loss was warned about)
+                raise
 
 
 def read_calls(path: str | Path, *, kind: str | None = None) -> Iterator[dict]:
     """Rows of a routing log as dicts (``kind`` = 'answer' or 'shadow' to filter)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"routing log not found: {path}")
-    conn = connect(path)
+    conn = open_log(path)
     conn.row_factory = sqlite3.Row
     try:
         sql = "SELECT * FROM calls" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
