@@ -26,9 +26,10 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from hybrid_router import FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
+from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
+from hybrid_router.core.fallback import FallbackPolicy, describe
 from hybrid_router.core.options import ROUTES
 from hybrid_router.traffic.routing_log import RoutingLog
 
@@ -69,9 +70,17 @@ class HybridChatModel(BaseChatModel):
     hybrid_route: Literal["small", "large"] | None = None
     """Default: always use this model (skip the router)."""
     timeout: float | None = None
-    """Seconds the chosen model may take before its answer (or first streamed chunk); then the other answers."""
+    """Seconds the chosen model may take before its answer (or first streamed output); then the other answers."""
+    idle_timeout: float | None = None
+    """Seconds a stream may pause between chunks after its first output; then it fails (``ModelTimeoutError``)."""
     fallback: bool = True
-    """Whether the other model answers when the chosen one raises or times out."""
+    """Whether the other model answers when the chosen one fails or times out (as ``fallback_policy`` allows)."""
+    fallback_policy: FallbackPolicy = Field(default_factory=FallbackPolicy, exclude=True)
+    """Which errors fall back (timeouts, connection errors, 5xx, 429, malformed answers); others are raised."""
+    cooldown_after: int | None = None
+    """Skip a model that failed this many calls in a row for ``cooldown_s`` seconds (None: never skip)."""
+    cooldown_s: float = 30.0
+    """How long a failing model is skipped (``fallback_reason: "cooldown"``)."""
     temperature: float | None = None
     """Sent to whichever model answers as a call keyword (None: each model's own setting)."""
     max_tokens: int | None = None
@@ -84,6 +93,8 @@ class HybridChatModel(BaseChatModel):
     """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    _fallback_runner: tuple[tuple[Any, ...], FallbackRunner] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_options(self) -> "HybridChatModel":
@@ -104,6 +115,7 @@ class HybridChatModel(BaseChatModel):
             "router": repr(self.router),
             **self._routing_defaults(),
             "timeout": self.timeout,
+            "idle_timeout": self.idle_timeout,
             "fallback": self.fallback,
         }
 
@@ -277,15 +289,24 @@ class HybridChatModel(BaseChatModel):
             lambda target: children.stream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            is_output=children.has_output,
         )
         chunks: list[BaseMessage] = []
-        for index, (chunk, answered) in enumerate(pairs):
-            labelled = label_chunk(chunk, answered if index == 0 else None)
-            if self.routing_log is not None:
-                chunks.append(labelled.message)
-            yield labelled
-        if chunks:
-            self._log(messages, add_chunks(chunks), answered, started, stop, rest)
+        answered: Answered | None = None
+        first = True
+        try:
+            for chunk, answered in pairs:
+                labelled = label_chunk(chunk, answered if first else None)
+                first = False
+                if self.routing_log is not None:
+                    chunks.append(labelled.message)
+                yield labelled
+        except Exception as exc:
+            self._log_stream(messages, chunks, answered, started, stop, rest, exc)
+            raise
+        finally:
+            pairs.close()
+        self._log_stream(messages, chunks, answered, started, stop, rest)
 
     async def _astream(
         self,
@@ -301,17 +322,24 @@ class HybridChatModel(BaseChatModel):
             lambda target: children.astream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            is_output=children.has_output,
         )
         chunks: list[BaseMessage] = []
-        index = 0
-        async for chunk, answered in pairs:
-            labelled = label_chunk(chunk, answered if index == 0 else None)
-            index += 1
-            if self.routing_log is not None:
-                chunks.append(labelled.message)
-            yield labelled
-        if chunks:
-            self._log(messages, add_chunks(chunks), answered, started, stop, rest)
+        answered: Answered | None = None
+        first = True
+        try:
+            async for chunk, answered in pairs:
+                labelled = label_chunk(chunk, answered if first else None)
+                first = False
+                if self.routing_log is not None:
+                    chunks.append(labelled.message)
+                yield labelled
+        except Exception as exc:
+            self._log_stream(messages, chunks, answered, started, stop, rest, exc)
+            raise
+        finally:
+            await pairs.aclose()
+        self._log_stream(messages, chunks, answered, started, stop, rest)
 
     # ------------------------------------------------------------------ helpers
     def _log(
@@ -322,8 +350,9 @@ class HybridChatModel(BaseChatModel):
         started: float,
         stop: list[str] | None,
         rest: dict[str, Any],
+        error: str | None = None,
     ) -> None:
-        """Append the call to :attr:`routing_log` (no-op without one)."""
+        """Append the call to :attr:`routing_log` (no-op without one); ``error``: the stream failed midway."""
         if self.routing_log is not None:
             log_answer(
                 self.routing_log,
@@ -332,7 +361,23 @@ class HybridChatModel(BaseChatModel):
                 answered,
                 started,
                 lambda target: (self._child(target), {"stop": self._stop(stop), **self._child_kwargs(target, rest)}),
+                error=error,
             )
+
+    def _log_stream(
+        self,
+        messages: list[BaseMessage],
+        chunks: list[BaseMessage],
+        answered: Answered | None,
+        started: float,
+        stop: list[str] | None,
+        rest: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
+        """Log a stream that produced output: complete, or cut short by ``exc`` (logged as an error)."""
+        if chunks and answered is not None:
+            error = None if exc is None else describe(exc)
+            self._log(messages, add_chunks(chunks), answered, started, stop, rest, error)
 
     def _logged(
         self,
@@ -396,7 +441,28 @@ class HybridChatModel(BaseChatModel):
         return children.model_name_of(self.small), children.model_name_of(self.large)
 
     def _runner(self) -> FallbackRunner:
-        return FallbackRunner(timeout=self.timeout, fallback=self.fallback, model_names=self._names())
+        """The fallback runner for the current settings; kept between calls, so cooldowns see every call."""
+        settings = (
+            self.timeout,
+            self.idle_timeout,
+            self.fallback,
+            self.fallback_policy,
+            self.cooldown_after,
+            self.cooldown_s,
+            self._names(),
+        )
+        if self._fallback_runner is None or self._fallback_runner[0] != settings:
+            runner = FallbackRunner(
+                timeout=self.timeout,
+                idle_timeout=self.idle_timeout,
+                fallback=self.fallback,
+                model_names=self._names(),
+                policy=self.fallback_policy,
+                cooldown_after=self.cooldown_after,
+                cooldown_s=self.cooldown_s,
+            )
+            self._fallback_runner = (settings, runner)
+        return self._fallback_runner[1]
 
     def _stop(self, stop: list[str] | None) -> list[str] | None:
         return stop if stop is not None else self.stop

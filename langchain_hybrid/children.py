@@ -113,9 +113,21 @@ async def astream(
     run_manager: AsyncCallbackManagerForLLMRun | None,
     kwargs: Mapping[str, Any],
 ) -> AsyncIterator[ChatGenerationChunk]:
-    """Async :func:`stream`."""
-    if _streams(child, True, kwargs):
-        async for chunk in child._astream(messages, stop=stop, run_manager=run_manager, **kwargs):
-            yield chunk
-    else:
+    """Async :func:`stream`; closing it closes the child's stream (``async for`` alone would not)."""
+    if not _streams(child, True, kwargs):
         yield _one_chunk(await agenerate(child, messages, stop, run_manager, kwargs))
+        return
+    chunks = child._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def has_output(chunk: ChatGenerationChunk) -> bool:
+    """Whether a chunk is output: content or a tool-call piece (an empty role or usage-only chunk is not)."""
+    message = chunk.message
+    return bool(message.content) or bool(getattr(message, "tool_call_chunks", None))

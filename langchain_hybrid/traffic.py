@@ -38,8 +38,14 @@ def log_answer(
     answered: Answered,
     started: float,
     other_model: Callable[[str], tuple[BaseChatModel, dict[str, Any]]],
+    *,
+    error: str | None = None,
 ) -> None:
-    """Queue one answered call; maybe ask the other model too (``other_model(target)`` -> (child, call kwargs))."""
+    """Queue one answered call; maybe ask the other model too (``other_model(target)`` -> (child, call kwargs)).
+
+    ``error`` (already redacted) marks a call whose stream failed after output: its partial answer is logged
+    with the error, never as a normal answer.
+    """
     text, n_in, n_out = _text_and_usage(answer)
     call_id = log.log_call(
         messages,
@@ -49,6 +55,7 @@ def log_answer(
         output_tokens=n_out,
         latency_s=time.perf_counter() - started,
         source="langchain",
+        **({"error": error} if error is not None else {}),
     )
 
     def run_other() -> tuple[str, int | None, int | None]:

@@ -18,7 +18,8 @@ class HybridRouteEvent(BaseEvent):
 
     ``metadata`` is the same dict as ``additional_kwargs["hybrid_router"]`` on the response; the other routing
     fields repeat it for handlers that filter on them. ``messages`` (chat calls) or ``prompt`` (completion calls)
-    and ``response`` (the final response, or a stream's last chunk) let handlers count tokens.
+    and ``response`` (the final response, or a stream's last chunk) let handlers count tokens. ``error`` (redacted)
+    is set when a stream failed after its first output; ``response`` is then the last chunk before the failure.
     """
 
     route: str
@@ -29,6 +30,7 @@ class HybridRouteEvent(BaseEvent):
     source: str
     fallback: bool = False
     fallback_reason: Optional[str] = None
+    error: Optional[str] = None
     metadata: Dict[str, Any]
     messages: Optional[List[ChatMessage]] = None
     prompt: Optional[str] = None
@@ -41,10 +43,17 @@ class HybridRouteEvent(BaseEvent):
 
 
 def emit_route_event(
-    answered: Answered, response: Any, *, messages: List[ChatMessage] | None = None, prompt: str | None = None
+    answered: Answered,
+    response: Any,
+    *,
+    messages: List[ChatMessage] | None = None,
+    prompt: str | None = None,
+    error: str | None = None,
 ) -> None:
-    """Emit a :class:`HybridRouteEvent` for one answered call."""
+    """Emit a :class:`HybridRouteEvent` for one answered call (``error``: its stream failed midway)."""
     meta = answered.metadata()
+    if error is not None:
+        meta["error"] = error
     dispatcher.event(
         HybridRouteEvent(
             route=meta["route"],
@@ -55,6 +64,7 @@ def emit_route_event(
             source=meta["threshold_source"],
             fallback=meta["fallback"],
             fallback_reason=meta["fallback_reason"],
+            error=error,
             metadata=meta,
             messages=messages,
             prompt=prompt,

@@ -24,6 +24,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -32,6 +33,7 @@ from llama_index.core.tools.types import BaseTool
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
 from hybrid_router.core.conversation import router_text
+from hybrid_router.core.fallback import FallbackPolicy, describe
 from hybrid_router.core.options import OPTION_ALIASES, resolve_options
 from hybrid_router.core.pinning import RoutePins
 from hybrid_router.core.records import add_route_record
@@ -56,6 +58,18 @@ def _smaller(a: int, b: int) -> int:
     """The smaller of two limits, ignoring an unknown (non-positive) one."""
     known = [v for v in (a, b) if v and v > 0]
     return min(known) if known else min(a, b)
+
+
+def _has_output(response: Union[ChatResponse, CompletionResponse]) -> bool:
+    """Whether a streamed chunk is output: new text or a tool call (an empty role chunk is not)."""
+    if response.delta:
+        return True
+    message = getattr(response, "message", None)
+    if message is None:
+        return response.delta is None and bool(response.text)
+    if message.additional_kwargs.get("tool_calls") or any(isinstance(b, ToolCallBlock) for b in message.blocks):
+        return True
+    return response.delta is None and bool(message.content)
 
 
 def _tool_args(user_msg: Any, chat_history: Any, verbose: bool, parallel: bool, required: bool) -> Dict[str, Any]:
@@ -116,7 +130,17 @@ class HybridLLM(FunctionCallingLLM):
     large_share: Optional[float] = Field(default=None, description="Default: send about this share to the large model.")
     route: Optional[str] = Field(default=None, description="Default: force 'small' or 'large'.")
     timeout: Optional[float] = Field(default=None, description="Seconds to first output before falling back.")
+    idle_timeout: Optional[float] = Field(
+        default=None, description="Seconds a stream may pause between chunks after its first output; then it fails."
+    )
     fallback: bool = Field(default=True, description="Let the other model answer when the chosen one fails.")
+    fallback_policy: FallbackPolicy = Field(
+        default_factory=FallbackPolicy, exclude=True, description="Which errors fall back; the others are raised."
+    )
+    cooldown_after: Optional[int] = Field(
+        default=None, description="Skip a model that failed this many calls in a row (None: never skip)."
+    )
+    cooldown_s: float = Field(default=30.0, description="How long a failing model is skipped.")
     pin_runs: bool = Field(default=True, description="Keep one model for all calls of one workflow/agent run.")
     routing_log: Optional[RoutingLog] = Field(
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
@@ -132,8 +156,12 @@ class HybridLLM(FunctionCallingLLM):
         self._defaults = RoutingOptions(self.quality_threshold, self.max_quality_drop, self.large_share, self.route)
         self._runner = FallbackRunner(
             timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
             fallback=self.fallback,
             model_names=(small.metadata.model_name, large.metadata.model_name),
+            policy=self.fallback_policy,
+            cooldown_after=self.cooldown_after,
+            cooldown_s=self.cooldown_s,
         )
         self._pins = RoutePins()
         if share_callbacks:
@@ -188,11 +216,15 @@ class HybridLLM(FunctionCallingLLM):
         """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""
         return await asyncio.to_thread(self._plan, query, kwargs)
 
-    def _answered(self, plan: _Plan, answered: Answered) -> Dict[str, Any]:
-        """Pin the run to the model that answered, report the call to ``record_routes``; its metadata."""
+    def _answered(self, plan: _Plan, answered: Answered, record: bool = True) -> Dict[str, Any]:
+        """Pin the run to the model that answered, report the call to ``record_routes``; its metadata.
+
+        A stream is reported when it ends (``record=False`` here), so a failure midway is in its record.
+        """
         self._pins.pin(plan.run, answered)
         metadata = answered.metadata()
-        add_route_record(metadata)
+        if record:
+            add_route_record(metadata)
         return metadata
 
     def _finish(self, plan: _Plan, answered: Answered, response: R, **event_input: Any) -> R:
@@ -200,45 +232,86 @@ class HybridLLM(FunctionCallingLLM):
         self._report(plan, answered, response, **event_input)
         return response
 
-    def _report(self, plan: _Plan, answered: Answered, response: Any, **event_input: Any) -> None:
-        """Emit the routing event and append the call to :attr:`routing_log` (if any)."""
-        emit_route_event(answered, response, **event_input)
+    def _report(
+        self, plan: _Plan, answered: Answered, response: Any, error: Optional[str] = None, **event_input: Any
+    ) -> None:
+        """Emit the routing event and append the call to :attr:`routing_log` (if any); ``error``: failed midway."""
+        emit_route_event(answered, response, error=error, **event_input)
         if self.routing_log is not None:
-            log_answer(self.routing_log, answered, response, plan.started, self._child, **event_input)
+            log_answer(self.routing_log, answered, response, plan.started, self._child, error=error, **event_input)
+
+    @staticmethod
+    def _stream_failed(metadata: Optional[Dict[str, Any]], last: Any, exc: BaseException) -> str:
+        """Mark a stream that failed after output: ``error`` in its routing record and on its last chunk."""
+        error = describe(exc)
+        if metadata is not None:
+            metadata["error"] = error
+            last.additional_kwargs[METADATA_KEY]["error"] = error
+        return error
 
     def _tag_stream(self, plan: _Plan, chunks: Iterator[tuple[R, Answered]], **event_input: Any) -> Iterator[R]:
-        answered, last, metadata = None, None, None
+        answered, last, metadata, error = None, None, None, None
         try:
             for last, answered in chunks:
-                metadata = metadata or self._answered(plan, answered)
+                metadata = metadata or self._answered(plan, answered, record=False)
                 last.additional_kwargs[METADATA_KEY] = dict(metadata)
                 yield last
+        except Exception as exc:
+            error = self._stream_failed(metadata, last, exc)
+            raise
         finally:
+            chunks.close()  # type: ignore[attr-defined]
+            if metadata is not None:
+                add_route_record(metadata)
             if answered is not None:
-                self._report(plan, answered, last, **event_input)
+                self._report(plan, answered, last, error, **event_input)
 
     async def _atag_stream(
         self, plan: _Plan, chunks: AsyncIterator[tuple[R, Answered]], **event_input: Any
     ) -> AsyncIterator[R]:
-        answered, last, metadata = None, None, None
+        answered, last, metadata, error = None, None, None, None
         try:
             async for last, answered in chunks:
-                metadata = metadata or self._answered(plan, answered)
+                metadata = metadata or self._answered(plan, answered, record=False)
                 last.additional_kwargs[METADATA_KEY] = dict(metadata)
                 yield last
+        except Exception as exc:
+            error = self._stream_failed(metadata, last, exc)
+            raise
         finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            if metadata is not None:
+                add_route_record(metadata)
             if answered is not None:
-                self._report(plan, answered, last, **event_input)
+                self._report(plan, answered, last, error, **event_input)
 
     def _astart(self, open_stream: Callable[[LLM], Any]) -> Callable[[str], AsyncIterator[Any]]:
-        """Turn ``await child.astream_*(...)`` into the async-iterator factory ``FallbackRunner.astream`` takes."""
+        """Turn ``await child.astream_*(...)`` into the async-iterator factory ``FallbackRunner.astream`` takes.
+
+        Closing the iterator it makes closes the child's stream (``async for`` alone would leave it open).
+        """
 
         async def start(target: str) -> AsyncIterator[Any]:
             stream = await open_stream(self._child(target))
-            async for chunk in stream:
-                yield chunk
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
         return start
+
+    def _stream_pairs(self, decision: RouteDecision, start: Callable[[str], Any]) -> Iterator[tuple[Any, Answered]]:
+        """``FallbackRunner.stream`` where only text or a tool call counts as the first output."""
+        return self._runner.stream(decision, start, is_output=_has_output)
+
+    def _astream_pairs(
+        self, decision: RouteDecision, start: Callable[[str], AsyncIterator[Any]]
+    ) -> AsyncIterator[tuple[Any, Answered]]:
+        """Async :meth:`_stream_pairs`."""
+        return self._runner.astream(decision, start, is_output=_has_output)
 
     # ------------------------------------------------------------------ chat
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -260,7 +333,7 @@ class HybridLLM(FunctionCallingLLM):
         """Stream a chat; every chunk carries the routing metadata."""
         messages = list(messages)
         plan = self._plan(messages, kwargs)
-        chunks = self._runner.stream(plan.decision, lambda t: self._child(t).stream_chat(messages, **plan.kwargs))
+        chunks = self._stream_pairs(plan.decision, lambda t: self._child(t).stream_chat(messages, **plan.kwargs))
         return self._tag_stream(plan, chunks, messages=messages)
 
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -268,7 +341,7 @@ class HybridLLM(FunctionCallingLLM):
         messages = list(messages)
         plan = await self._aplan(messages, kwargs)
         start = self._astart(lambda child: child.astream_chat(messages, **plan.kwargs))
-        return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
+        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), messages=messages)
 
     # ------------------------------------------------------------------ completion
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -289,13 +362,13 @@ class HybridLLM(FunctionCallingLLM):
         """Stream a completion; every chunk carries the routing metadata."""
         plan = self._plan(prompt, kwargs)
         start = lambda t: self._child(t).stream_complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
-        return self._tag_stream(plan, self._runner.stream(plan.decision, start), prompt=prompt)
+        return self._tag_stream(plan, self._stream_pairs(plan.decision, start), prompt=prompt)
 
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         plan = await self._aplan(prompt, kwargs)
         start = self._astart(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs))
-        return self._atag_stream(plan, self._runner.astream(plan.decision, start), prompt=prompt)
+        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), prompt=prompt)
 
     # ------------------------------------------------------------------ tools
     def _tool_plan(self, args: Dict[str, Any], kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
@@ -355,7 +428,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = self._tool_plan(args, kwargs)
         start = lambda t: self._child(t).stream_chat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
-        return self._tag_stream(plan, self._runner.stream(plan.decision, start), messages=messages)
+        return self._tag_stream(plan, self._stream_pairs(plan.decision, start), messages=messages)
 
     async def astream_chat_with_tools(
         self,
@@ -371,7 +444,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = await asyncio.to_thread(self._tool_plan, args, kwargs)
         start = self._astart(lambda child: child.astream_chat_with_tools(tools, **args, **plan.kwargs))
-        return self._atag_stream(plan, self._runner.astream(plan.decision, start), messages=messages)
+        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), messages=messages)
 
     def _prepare_chat_with_tools(
         self,

@@ -43,8 +43,12 @@ def log_answer(
     *,
     messages: Optional[List[ChatMessage]] = None,
     prompt: Optional[str] = None,
+    error: Optional[str] = None,
 ) -> None:
-    """Queue one answered call; maybe ask the other child too (``child(target)`` returns that LLM)."""
+    """Queue one answered call; maybe ask the other child too (``child(target)`` returns that LLM).
+
+    ``error`` (already redacted) marks a stream that failed after output: its partial answer is logged with it.
+    """
     text, n_in, n_out = _text_and_tokens(response, messages, prompt)
     conversation = prompt if prompt is not None else messages
     call_id = log.log_call(
@@ -55,6 +59,7 @@ def log_answer(
         output_tokens=n_out,
         latency_s=time.perf_counter() - started,
         source="llamaindex",
+        **({"error": error} if error is not None else {}),
     )
     other = child(answered.other)
 

@@ -113,3 +113,21 @@ def test_fallback_answer_is_counted_under_the_model_that_answered(default_router
     with get_usage_metadata_callback() as usage:
         model.invoke("hi", hybrid_route="large")
     assert set(usage.usage_metadata) == {"fake-small"}
+
+
+def test_a_bad_call_kwarg_is_raised_naming_the_route_not_hidden_by_fallback(default_router):
+    model = hybrid(default_router)
+    with pytest.raises(TypeError, match="unexpected call kwargs") as info:
+        model.invoke("hi", hybrid_route="small", bogus=1)
+    assert any("the small model (fake-small)" in note for note in info.value.__notes__)
+    assert not model.large.calls
+
+
+def test_a_model_failing_n_times_in_a_row_cools_down(default_router):
+    model = hybrid(default_router, small={"error": "down"}, cooldown_after=2, cooldown_s=60)
+    reasons = [
+        model.invoke("hi", hybrid_route="small").response_metadata["hybrid_router"]["fallback_reason"]
+        for _ in range(3)
+    ]
+    assert "RuntimeError: down" in reasons[1] and reasons[2] == "cooldown"
+    assert len(model.small.calls) == 2 and len(model.large.calls) == 3
