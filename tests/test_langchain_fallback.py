@@ -126,8 +126,7 @@ def test_a_bad_call_kwarg_is_raised_naming_the_route_not_hidden_by_fallback(defa
 def test_a_model_failing_n_times_in_a_row_cools_down(default_router):
     model = hybrid(default_router, small={"error": "down"}, cooldown_after=2, cooldown_s=60)
     reasons = [
-        model.invoke("hi", hybrid_route="small").response_metadata["hybrid_router"]["fallback_reason"]
-        for _ in range(3)
+        model.invoke("hi", hybrid_route="small").response_metadata["hybrid_router"]["fallback_reason"] for _ in range(3)
     ]
     assert "RuntimeError: down" in reasons[1] and reasons[2] == "cooldown"
     assert len(model.small.calls) == 2 and len(model.large.calls) == 3

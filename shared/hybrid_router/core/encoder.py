@@ -22,6 +22,7 @@ router artifact stores it next to the encoder name.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -105,6 +106,9 @@ class Encoder:
 
     ``backend`` is ``"torch"`` (default), ``"onnx"`` or ``"int8"`` (see the module docstring); ``threads`` sets the
     ONNX Runtime thread count (default: ``torch.get_num_threads()``); the torch backend follows torch's setting.
+
+    Thread-safe: a Hugging Face fast tokenizer is not (concurrent calls raise ``RuntimeError: Already borrowed``),
+    so tokenization holds a per-encoder lock; the model forward (torch or ONNX Runtime) runs unlocked.
     """
 
     backend: str = DEFAULT_BACKEND
@@ -134,6 +138,7 @@ class Encoder:
         self.backend = backend
         self.layers = layers
         self.threads = threads
+        self._tokenizer_lock = threading.Lock()
         path = resolve_encoder_path(name_or_path)
         _check_source(name_or_path, path)
         try:
@@ -196,7 +201,10 @@ class Encoder:
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings of one batch."""
         tensors = "pt" if self.backend == "torch" else "np"
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors)
+        with self._tokenizer_lock:
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors
+            )
         if self.backend != "torch":
             return self.onnx_model(batch["input_ids"], batch["attention_mask"])
         import torch
