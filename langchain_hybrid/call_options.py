@@ -8,14 +8,25 @@ arguments (``model.invoke(x, quality_threshold=0.7)``, ``model.bind(...)``), the
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, Optional
 
 from langchain_core.runnables import RunnableConfig, ensure_config
+from pydantic import BeforeValidator, ValidationInfo
 
 from hybrid_router import RoutingOptions, current_routing, resolve_options
+from hybrid_router.core.options import validate_fraction
 
 #: Keys read from call kwargs, ``config["metadata"]`` and ``config["configurable"]``.
 ROUTING_KEYS = ("quality_threshold", "max_quality_drop", "large_share", "hybrid_route")
+
+
+def _strict_fraction(value: Any, info: ValidationInfo) -> Any:
+    """Validate before pydantic's coercion, which would turn ``True`` into 1.0."""
+    return value if value is None else validate_fraction(info.field_name or "value", value)
+
+
+#: The type of a model field holding a threshold, drop or share: None or a number in [0, 1] (bools rejected).
+RoutingFraction = Annotated[Optional[float], BeforeValidator(_strict_fraction)]
 
 
 def pick_routing(values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -24,7 +35,16 @@ def pick_routing(values: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def pop_routing(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the routing keys from call kwargs (so they never reach a child model) and return them."""
+    """Remove the routing keys from call kwargs (so they never reach a child model) and return them.
+
+    A ``route=`` kwarg is a ValueError: it is not a routing option here (it would reach the child model);
+    forcing a model is ``hybrid_route=``.
+    """
+    if "route" in kwargs:
+        raise ValueError(
+            f"route={kwargs['route']!r} is not a HybridChatModel call option (it would be passed to the child "
+            f"model); to force a model use hybrid_route='small' or hybrid_route='large'"
+        )
     return {key: value for key in ROUTING_KEYS if (value := kwargs.pop(key, None)) is not None}
 
 

@@ -12,6 +12,12 @@ MiniLM) cuts the oldest context, never the question being answered; earlier turn
 (a follow-up like "and now in French?" is scored with what it refers to). Messages may be dicts
 (``{"role", "content"}``, OpenAI style), LangChain messages (``.type``), LlamaIndex ``ChatMessage`` (``.role``)
 or ``(role, content)`` tuples; list-of-parts content keeps its text parts.
+
+Media parts (an image, audio, a file or video) cannot be read by the router. A message routes on the text it
+has; a message with no text but media (an image-only message) becomes one placeholder per part, such as
+``[image]``, so it still routes (on the placeholders and the rest of the conversation) instead of being rejected
+as empty. Text that is not valid Unicode (a lone surrogate such as
+``"\\ud800"``) is a ValueError.
 """
 
 from __future__ import annotations
@@ -19,23 +25,50 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 ROLE_NAMES = {"human": "user", "ai": "assistant", "chatbot": "assistant", "model": "assistant", "function": "tool"}
+#: Content-part types (OpenAI, LangChain, LlamaIndex blocks) the router sees as a placeholder ``[kind]``.
+MEDIA_PARTS = {
+    "image": "image",
+    "image_url": "image",
+    "input_image": "image",
+    "audio": "audio",
+    "input_audio": "audio",
+    "file": "file",
+    "document": "file",
+    "video": "video",
+}
+
+
+def _part_text(part: Any) -> str:
+    """The text of one content part (empty for media and other non-text parts)."""
+    if isinstance(part, str):
+        return part
+    kind = part.get("type", "text") if isinstance(part, dict) else getattr(part, "block_type", None)
+    if isinstance(part, dict) or kind is not None:
+        return str((part.get("text") if isinstance(part, dict) else part.text) or "") if kind == "text" else ""
+    text = getattr(part, "text", None)
+    return text if isinstance(text, str) else ""
+
+
+def _media_kind(part: Any) -> str | None:
+    """``"image"``, ``"audio"``, ``"file"`` or ``"video"`` for a media part, else None."""
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "block_type", None)
+    return MEDIA_PARTS.get(kind) if isinstance(kind, str) else None
 
 
 def content_text(content: Any) -> str:
+    """The router text of a message's content: a string, or a list of parts whose text parts are kept.
+
+    Parts with no text at all but media (an image-only message) give one placeholder per part, e.g. ``[image]``.
+    """
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, (list, tuple)):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and part.get("type", "text") == "text":
-                parts.append(str(part.get("text", "")))
-            elif hasattr(part, "text") and isinstance(part.text, str):
-                parts.append(part.text)
-        return "\n".join(p for p in parts if p)
+        text = "\n".join(p for p in map(_part_text, content) if p)
+        if text.strip():
+            return text
+        return "\n".join(f"[{kind}]" for kind in map(_media_kind, content) if kind)
     return str(content)
 
 
@@ -54,10 +87,9 @@ def message_role_and_text(message: Any) -> tuple[str, str]:
         extra = message.get("tool_calls")
     else:
         role = getattr(message, "role", None) or getattr(message, "type", "user")
-        content = getattr(message, "content", None)
+        blocks = getattr(message, "blocks", None)  # LlamaIndex: its .content drops media blocks
+        content = blocks if isinstance(blocks, list) and blocks else getattr(message, "content", None)
         extra = getattr(message, "tool_calls", None)
-        if content is None and hasattr(message, "blocks"):
-            content = message.blocks
     text = content_text(content).strip()
     if extra:
         names = [str((c.get("name") if isinstance(c, dict) else getattr(c, "name", "")) or "") for c in extra]
@@ -67,12 +99,25 @@ def message_role_and_text(message: Any) -> tuple[str, str]:
     return _role_of(role), text
 
 
+def _check_unicode(text: str) -> str:
+    """``text``, or a ValueError when it cannot be encoded (a lone surrogate such as ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start]
+        raise ValueError(
+            f"the query is not valid Unicode text: lone surrogate {bad!r} (U+{ord(bad):04X}) at position {exc.start}"
+        ) from None
+    return text
+
+
 def router_text(query: str | Sequence[Any]) -> str:
-    """The router input for a string or a message list (see module docstring); ValueError when empty."""
+    """The router input for a string or a message list (see module docstring); ValueError when empty or when the
+    text is not valid Unicode."""
     if isinstance(query, str):
         if not query.strip():
             raise ValueError("the query is empty: nothing to route")
-        return query
+        return _check_unicode(query)
     messages = [message_role_and_text(m) for m in (query or [])]
     if not any(text for _, text in messages):
         raise ValueError("the message list is empty (or has no text): nothing to route")
@@ -85,4 +130,4 @@ def router_text(query: str | Sequence[Any]) -> str:
         if text and i != last_user and role != "system"
     ]
     system = [f"system: {text}" for role, text in messages if role == "system" and text]
-    return "\n\n".join(head + earlier + system)
+    return _check_unicode("\n\n".join(head + earlier + system))
