@@ -34,7 +34,7 @@ from hybrid_router.core.options import ROUTES
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import children
-from .call_options import pop_routing, resolve_call_options, resolve_from_config
+from .call_options import RoutingFraction, pop_routing, resolve_call_options, resolve_from_config
 from .labels import label_chunk, label_result
 from .traffic import add_chunks, log_answer
 
@@ -61,11 +61,11 @@ class HybridChatModel(BaseChatModel):
     """The expensive model."""
     router: HybridRouter = Field(default_factory=HybridRouter.shared_default, exclude=True)
     """The router (default: the shipped one)."""
-    quality_threshold: float | None = None
+    quality_threshold: RoutingFraction = None
     """Default quality threshold in [0, 1] (None: the router's default); higher sends more calls to ``large``."""
-    max_quality_drop: float | None = None
+    max_quality_drop: RoutingFraction = None
     """Default: the cheapest threshold whose calibrated quality drop stays within this."""
-    large_share: float | None = None
+    large_share: RoutingFraction = None
     """Default: the threshold that sends about this share of calls to ``large``."""
     hybrid_route: Literal["small", "large"] | None = None
     """Default: always use this model (skip the router)."""
