@@ -43,6 +43,18 @@ def fake_hybrid() -> HybridChatModel:
     return HybridChatModel(small=FakeListChatModel(responses=["s"]), large=FakeListChatModel(responses=["l"]))
 
 
+@pytest.mark.parametrize("key", ["quality_threshold", "max_quality_drop", "large_share"])
+def test_langchain_model_fields_reject_bools(key):
+    with pytest.raises(ValueError, match=key):
+        HybridChatModel(
+            small=FakeListChatModel(responses=["s"]), large=FakeListChatModel(responses=["l"]), **{key: True}
+        )
+    model = HybridChatModel(
+        small=FakeListChatModel(responses=["s"]), large=FakeListChatModel(responses=["l"]), **{key: 1}
+    )
+    assert getattr(model, key) == 1.0
+
+
 def test_langchain_route_kwarg_is_refused_with_a_hint():
     model = fake_hybrid()
     with pytest.raises(ValueError, match="hybrid_route"):
