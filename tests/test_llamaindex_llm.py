@@ -46,6 +46,11 @@ METADATA_KEYS = {
     "threshold_source",
     "fallback",
     "fallback_reason",
+    "strategy",
+    "verify_threshold",
+    "verifier_score",
+    "escalated",
+    "escalation_reason",
 }
 
 

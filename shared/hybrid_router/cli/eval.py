@@ -1,4 +1,8 @@
-"""``hybrid-llm eval --router DIR DATA [--plot out.png]``: router vs random vs oracle on labelled data."""
+"""``hybrid-llm eval --router DIR DATA [--plot out.png]``: router vs random vs oracle on labelled data.
+
+When the router has an answer verifier and the data has a ``small_answer`` column, the verifier alone and the
+calibrated cascade are reported (and plotted) next to the query-only router.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,13 @@ import argparse
 import json
 
 from ..train.data_io import load_routing_data
-from ..train.evaluation import evaluate_with_references, format_table, plot_reports
+from ..train.evaluation import (
+    evaluate_cascade,
+    evaluate_scores,
+    evaluate_with_references,
+    format_table,
+    plot_reports,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +41,15 @@ def run(args: argparse.Namespace) -> int:
     data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
     router = HybridRouter.load(args.router) if args.router else HybridRouter.default()
     scores = router.score_texts(data.queries, progress=True)
-    reports = evaluate_with_references(scores, data.mean_small(), data.mean_large())
+    small_q, large_q = data.mean_small(), data.mean_large()
+    reports = evaluate_with_references(scores, small_q, large_q)
+    if router.verifier is not None and data.small_answers is not None:
+        verified = router.score_answer_batch(data.queries, data.small_answers)
+        reports[-1:-1] = [evaluate_scores("verifier", verified, small_q, large_q)]
+        if router.cascade is not None:
+            reports[-1:-1] = [evaluate_cascade("cascade", router.cascade, scores, verified, small_q, large_q)]
+    elif router.verifier is not None:
+        print("the router has an answer verifier; add a small_answer column to evaluate it and the cascade")
     print(
         f"{len(data)} queries from {args.data}"
         + (f" ({data.skipped_rows} bad rows skipped)" if data.skipped_rows else "")

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the router's default threshold is the calibrated one for this quality drop "
         f"(default: {DEFAULT_MAX_QUALITY_DROP:g}, i.e. 1%%)",
     )
+    p.add_argument(
+        "--no-verifier",
+        action="store_true",
+        help="do not train the answer verifier even when the data has a small_answer column",
+    )
     p.add_argument("--out", required=True, help="output folder for the router")
     p.set_defaults(func=run)
 
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         default_max_quality_drop=args.default_max_drop,
+        verifier=not args.no_verifier,
         progress=True,
     )
     if args.labels == "trans":
@@ -75,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
         f"labels: {args.labels}, mean label {result.label_mean:.3f}; "
         f"trained on {result.n_train}, validated on {result.n_val}"
     )
+    print(
+        f"recipe {args.recipe}: {result.router.info.get('selection', {}).get('chosen', args.recipe)}, encoder "
+        f"layers: {result.router.encoder_layers or 'all'}"
+    )
+    if result.router.verifier is not None:
+        print(f"answer verifier: {result.router.info['verifier']['chosen']} (strategy='cascade' can use it)")
+    elif data.small_answers is None:
+        print("no small_answer column: no answer verifier (the cascade strategy needs one)")
     print(format_table([r.row() for r in result.validation]))
     print(
         f"default threshold {result.router.default_threshold:.3f} "

@@ -7,6 +7,9 @@ from typing import Any
 
 from .decision import RouteDecision
 
+#: ``fallback_reason`` when the chosen model was skipped because it is cooling down (only the other one ran).
+COOLDOWN_REASON = "cooldown"
+
 
 @dataclass(frozen=True)
 class Answered:
@@ -32,7 +35,7 @@ class Answered:
     @property
     def models_called(self) -> tuple[str, ...]:
         """The models that ran for this call (both for an escalation or a fallback)."""
-        if self.escalated or self.fallback:
+        if self.escalated or (self.fallback and self.fallback_reason != COOLDOWN_REASON):
             return ("small", "large")
         return (self.answered_by,)
 

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Iterator, TypeVar
 
-from .answered import Answered
+from .answered import COOLDOWN_REASON, Answered
 from .decision import RouteDecision
 from .fallback_policy import Cooldowns, FallbackPolicy
 from .redact import redact
@@ -37,7 +37,6 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 #: ``fallback_reason`` when the chosen model was skipped because it is cooling down.
-COOLDOWN_REASON = "cooldown"
 
 
 class ModelTimeoutError(TimeoutError):

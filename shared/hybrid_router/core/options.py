@@ -9,6 +9,9 @@ Four keys choose how a call is routed, and one layer (a call kwarg, the call's c
 * ``route`` ("small" | "large", ``hybrid_route`` in the wrappers): force a model, skip the router.
 
 Layers are tried from most to least specific; the first layer that sets any of the four decides.
+
+A fifth key, ``strategy`` ("route" | "cascade", ``hybrid_strategy`` in the wrappers), is resolved through the same
+layers on its own: a layer may set it next to one of the four, and the most specific layer that sets it wins.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping
 
 ROUTES = ("small", "large")
+STRATEGIES = ("route", "cascade")
 THRESHOLD_KEYS = ("quality_threshold", "max_quality_drop", "large_share")
+#: The four routing keys: a layer sets at most one of them.
+_KEYS = (*THRESHOLD_KEYS, "route")
 #: Names accepted in call kwargs and config metadata, mapped to :class:`RoutingOptions` fields.
 OPTION_ALIASES = {
     "quality_threshold": "quality_threshold",
@@ -28,6 +34,8 @@ OPTION_ALIASES = {
     "large_share": "large_share",
     "hybrid_route": "route",
     "route": "route",
+    "hybrid_strategy": "strategy",
+    "strategy": "strategy",
 }
 
 
@@ -48,17 +56,28 @@ def validate_route(value: Any) -> str:
     return value
 
 
+def validate_strategy(value: Any) -> str:
+    """'route' or 'cascade', or a ValueError."""
+    if value not in STRATEGIES:
+        raise ValueError(f"strategy must be 'route' or 'cascade', got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RoutingOptions:
-    """How one call should be routed; at most one field is set (an empty instance sets nothing)."""
+    """How one call should be routed: at most one of the four routing keys (an empty instance sets none), and
+    optionally the strategy."""
 
     quality_threshold: float | None = None
     max_quality_drop: float | None = None
     large_share: float | None = None
     route: str | None = None
+    strategy: str | None = None
 
     def __post_init__(self) -> None:
-        chosen = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        if self.strategy is not None:
+            validate_strategy(self.strategy)
+        chosen = [name for name in _KEYS if getattr(self, name) is not None]
         if len(chosen) > 1:
             raise ValueError(f"set only one of quality_threshold, max_quality_drop, large_share, route; got {chosen}")
         for name in THRESHOLD_KEYS:
@@ -69,13 +88,13 @@ class RoutingOptions:
 
     @property
     def is_set(self) -> bool:
-        """True when this layer decides the routing."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        """True when this layer sets one of the four routing keys."""
+        return any(getattr(self, name) is not None for name in _KEYS)
 
     @property
     def key(self) -> str | None:
-        """The name of the field that is set, if any."""
-        return next((f.name for f in fields(self) if getattr(self, f.name) is not None), None)
+        """The name of the routing key that is set, if any."""
+        return next((name for name in _KEYS if getattr(self, name) is not None), None)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "RoutingOptions":
@@ -106,6 +125,7 @@ def routing(
     max_quality_drop: float | None = None,
     large_share: float | None = None,
     route: str | None = None,
+    strategy: str | None = None,
 ) -> Iterator[RoutingOptions]:
     """Set routing defaults for every call inside the block (contextvar-based: thread- and asyncio-safe).
 
@@ -113,7 +133,11 @@ def routing(
     context and keep the setting. An inner block replaces the outer one; leaving it restores the outer one.
     """
     options = RoutingOptions(
-        quality_threshold=quality_threshold, max_quality_drop=max_quality_drop, large_share=large_share, route=route
+        quality_threshold=quality_threshold,
+        max_quality_drop=max_quality_drop,
+        large_share=large_share,
+        route=route,
+        strategy=strategy,
     )
     token = _CURRENT.set(options)
     try:
@@ -129,7 +153,8 @@ def resolve_options(layers: list[tuple[str, RoutingOptions | Mapping[str, Any] |
     ("default", model_defaults)]``. Every layer is validated, so a bad value anywhere raises even when shadowed.
     """
     parsed = [(name, o if isinstance(o, RoutingOptions) else RoutingOptions.from_mapping(o)) for name, o in layers]
+    strategy = next((o.strategy for _, o in parsed if o.strategy is not None), None)
     for name, options in parsed:
         if options.is_set:
-            return options, name
-    return RoutingOptions(), "none"
+            return replace(options, strategy=strategy), name
+    return RoutingOptions(strategy=strategy), "none"

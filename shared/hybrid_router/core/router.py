@@ -33,6 +33,8 @@ from .verifier import AnswerVerifier
 #: 2 adds the optional answer verifier and cascade calibration; folders of format 1 still load.
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
+#: The verifier's arrays share the weights file with the head's, under this prefix.
+VERIFIER_PREFIX = "verifier."
 #: Recent single-text embeddings kept, so a cascade's verifier reuses the query embedding its routing computed.
 RECENT_EMBEDDINGS = 256
 CONFIG_FILE = "router.json"
@@ -345,7 +347,7 @@ class HybridRouter:
         if not isinstance(config.get("head"), dict):
             raise RouterFileError(f"{config_path}: 'head' must be an object with a 'type', got {config.get('head')!r}")
         try:
-            head = load_head(config["head"], tensors)
+            head = load_head(config["head"], {k: v for k, v in tensors.items() if not k.startswith(VERIFIER_PREFIX)})
             calibration = Calibration.from_dict(config["calibration"]) if config.get("calibration") else None
             verifier, cascade = _load_verifier(config.get("verifier"), tensors)
             return cls(

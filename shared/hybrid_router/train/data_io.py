@@ -3,6 +3,10 @@
 Optional columns: ``query_id`` (rows sharing one are several sampled answers to the same query, used by the
 probabilistic labels), ``small_model``, ``large_model``, ``metric``. A row whose score is missing or not a finite
 number is an error naming the file and line, unless ``skip_bad_rows`` is set (then it is counted and skipped).
+
+Answer columns (optional): ``small_answer`` (the small model's answer: trains the answer verifier of a cascade) and
+``large_answer``. When a file has one, every row needs a non-blank string there (else an error naming file and
+line, or a skipped row); rows sharing a ``query_id`` keep the first row's answer.
 Files are UTF-8, with or without a byte-order mark. Everything else wrong with a file (not UTF-8, a bad or truncated
 gzip stream, malformed CSV or JSON, one ``query_id`` used for two different queries or model pairs) is a
 :class:`DataError` naming the file and, where there is one, the line.
@@ -43,6 +47,9 @@ class RoutingData:
     skipped_rows: int = 0
     source: str = ""
     extra: dict = field(default_factory=dict)
+    #: the small / large model's answer per query (first row of each query_id), when the file has the column
+    small_answers: list[str] | None = None
+    large_answers: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -67,6 +74,8 @@ class RoutingData:
             small_model=self.small_model,
             large_model=self.large_model,
             source=self.source,
+            small_answers=None if self.small_answers is None else [self.small_answers[i] for i in idx],
+            large_answers=None if self.large_answers is None else [self.large_answers[i] for i in idx],
         )
 
     def split_indices(self, fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +196,22 @@ def _short(value: object, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
+ANSWER_COLUMNS = ("small_answer", "large_answer")
+
+
+def _answers(row: dict, columns: tuple[str, ...]) -> dict[str, str]:
+    """The row's answers in ``columns``; ValueError for a missing, blank or non-string answer."""
+    out = {}
+    for column in columns:
+        value = row.get(column)
+        if not isinstance(value, str):
+            raise ValueError(f"{column} is {'missing' if value is None else 'not a string'}")
+        if not value.strip():
+            raise ValueError(f"{column} is blank")
+        out[column] = value
+    return out
+
+
 def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> RoutingData:
     """Load a CSV/JSONL routing file; rows with the same ``query_id`` are samples of one query."""
     path = Path(path)
@@ -197,13 +222,17 @@ def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> Routi
     groups: dict[str, dict] = {}
     skipped = 0
     meta: dict[str, set] = {"metric": set(), "small_model": set(), "large_model": set()}
+    answer_columns: tuple[str, ...] | None = None  # decided by the first row (a CSV header names them all)
     for line_no, row in _rows(path):
         query = row.get("query")
+        if answer_columns is None:
+            answer_columns = tuple(c for c in ANSWER_COLUMNS if c in row)
         try:
             if not isinstance(query, str) or not query.strip():
                 raise ValueError("query is empty")
             small = _score(row.get("small_score"))
             large = _score(row.get("large_score"))
+            answers = _answers(row, answer_columns)
         except (ValueError, TypeError, OverflowError) as exc:
             if skip_bad_rows:
                 skipped += 1
@@ -213,7 +242,7 @@ def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> Routi
                 f"large_score={_short(row.get('large_score'))}; fix it or pass --skip-bad-rows"
             ) from exc
         qid = str(row.get("query_id") or query)
-        group = groups.setdefault(qid, {"line": line_no, "small": [], "large": []})
+        group = groups.setdefault(qid, {"line": line_no, "small": [], "large": [], **answers})
         _check_same_query(path, line_no, qid, group, row)
         group["small"].append(small)
         group["large"].append(large)
@@ -236,4 +265,6 @@ def load_routing_data(path: str | Path, *, skip_bad_rows: bool = False) -> Routi
         large_model=single("large_model"),
         skipped_rows=skipped,
         source=str(path),
+        small_answers=[g["small_answer"] for g in groups.values()] if "small_answer" in answer_columns else None,
+        large_answers=[g["large_answer"] for g in groups.values()] if "large_answer" in answer_columns else None,
     )

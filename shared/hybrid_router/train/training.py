@@ -9,14 +9,16 @@ from typing import Sequence
 import numpy as np
 
 from ..core.calibration import Calibration
+from ..core.cascade import CascadeCalibration
 from ..core.encoder import DEFAULT_ENCODER, Encoder
 from ..core.options import validate_fraction
 from ..core.router import HybridRouter
 from .data_io import RoutingData
 from .depth import DEFAULT_DEPTHS, select_depth
-from .evaluation import RoutingReport, evaluate_with_references
+from .evaluation import RoutingReport, evaluate_cascade, evaluate_scores, evaluate_with_references
 from .labels import make_labels
 from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, fit_selection, run_recipe
+from .verifier import fit_candidate, predict, select_verifier, verifier_inputs
 
 __all__ = [
     "DEFAULT_MAX_QUALITY_DROP",
@@ -44,6 +46,8 @@ class TrainResult:
     n_val: int = 0
     #: scores of the validation queries (``data.split(1 - val_fraction, seed=seed)[1]``) by the pre-refit head
     val_scores: np.ndarray | None = None
+    #: the pre-refit verifier's scores of the validation queries' small answers (when the data has answers)
+    val_verifier_scores: np.ndarray | None = None
 
 
 def train_router(
@@ -58,6 +62,7 @@ def train_router(
     refit: bool = True,
     default_max_quality_drop: float | None = DEFAULT_MAX_QUALITY_DROP,
     depths: Sequence[int | None] | None = DEFAULT_DEPTHS,
+    verifier: bool = True,
     progress: bool = False,
 ) -> TrainResult:
     """Train on ``1 - val_fraction`` of the queries, calibrate and evaluate on the rest.
@@ -74,6 +79,12 @@ def train_router(
     The router's ``default_threshold`` (used when a call sets nothing) is the calibrated threshold for
     ``default_max_quality_drop`` (1% by default): scores are probabilities, and where the small model is usually
     good enough they all sit well above 0.5, so a fixed 0.5 would send every call small. ``None`` keeps 0.5.
+
+    When ``data`` has the small model's answers (a ``small_answer`` column) and ``verifier`` is set, the answer
+    verifier is trained too (:mod:`hybrid_router.train.verifier`, same labels, inputs chosen by CV on the training
+    split), and the cascade's two thresholds are calibrated jointly on the validation split
+    (:class:`~hybrid_router.core.cascade.CascadeCalibration`); the validation reports then include the verifier
+    alone and the cascade (calibrated on those same rows, so optimistic: ``hybrid-llm eval`` on other data is not).
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
@@ -117,10 +128,45 @@ def train_router(
     if default_max_quality_drop is not None:
         router.default_threshold = router.calibration.threshold_for_max_quality_drop(default_max_quality_drop)
         router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
+    emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
+    emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
+    y_all = make_labels(data, labels, t=t_used)[0] if refit else None
+    val_verifier_scores = None
+    if verifier and data.small_answers is not None:
+        val_verifier_scores = _add_verifier(router, data, train_idx, val_idx, emb_all, y, y_all, seed, progress)
+        cascade = evaluate_cascade("cascade", router.cascade, val_scores, val_verifier_scores, small_q, large_q)
+        reports[-1:-1] = [evaluate_scores("verifier", val_verifier_scores, small_q, large_q), cascade]
     if refit:
-        y_all, _ = make_labels(data, labels, t=t_used)
-        emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
-        emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
         router.head = fitted.refit(emb_all, data.queries, y_all, seed)
         router.info.update(n_train=len(data), refit_on_all=True)
-    return TrainResult(router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores)
+    return TrainResult(
+        router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores, val_verifier_scores
+    )
+
+
+def _add_verifier(
+    router: HybridRouter,
+    data: RoutingData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    query_emb: np.ndarray,
+    y_train: np.ndarray,
+    y_all: np.ndarray | None,
+    seed: int,
+    progress: bool,
+) -> np.ndarray:
+    """Train the answer verifier on the training split, calibrate the cascade on the validation split and (given
+    ``y_all``) refit the chosen verifier on all queries; returns the validation answers' scores."""
+    answers = data.small_answers
+    answer_emb = router.encoder.encode(answers, progress=progress)
+    inputs = verifier_inputs(data.queries, answers, query_emb, answer_emb)
+    selection = select_verifier(inputs.subset(train_idx), y_train, seed)
+    fitted = fit_candidate(selection.chosen, inputs.subset(train_idx), y_train, seed)
+    val_scores = predict(fitted, inputs.subset(val_idx))
+    route_scores = router.score_embeddings(query_emb[val_idx], [data.queries[i] for i in val_idx])
+    val = data.subset(val_idx)
+    router.cascade = CascadeCalibration.fit(route_scores, val_scores, val.mean_small(), val.mean_large())
+    router.verifier = fitted if y_all is None else fit_candidate(selection.chosen, inputs, y_all, seed)
+    router.verifier.info.update(selection.to_dict(), n_train=len(train_idx) if y_all is None else len(data))
+    router.info["verifier"] = selection.to_dict()
+    return val_scores

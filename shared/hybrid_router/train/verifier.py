@@ -149,11 +149,3 @@ def select_verifier(
             chosen = c
             break
     return VerifierSelection(candidates[chosen], {c.name: float(m) for c, m in zip(candidates, means)})
-
-
-def train_verifier(data: VerifierInputs, labels: np.ndarray, seed: int = 0) -> tuple[AnswerVerifier, dict]:
-    """Choose by CV and fit on all of ``data``; returns the verifier and what was chosen."""
-    selection = select_verifier(data, labels, seed)
-    verifier = fit_candidate(selection.chosen, data, np.asarray(labels, dtype=np.float64), seed)
-    verifier.info.update(selection.to_dict())
-    return verifier, selection.to_dict()
