@@ -51,6 +51,7 @@ METADATA_KEYS = {
     "verifier_score",
     "escalated",
     "escalation_reason",
+    "small_usage",
 }
 
 

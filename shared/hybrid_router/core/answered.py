@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .decision import RouteDecision
 
@@ -26,6 +26,8 @@ class Answered:
     model_names: tuple[str | None, str | None] = (None, None)
     verifier_score: float | None = None
     escalation_reason: str | None = None
+    #: the rejected small call's token counts on an escalation (``input_tokens``, ``output_tokens``), when known
+    small_usage: Mapping[str, int] | None = None
 
     @property
     def escalated(self) -> bool:
@@ -72,4 +74,5 @@ class Answered:
             "verifier_score": self.verifier_score,
             "escalated": self.escalated,
             "escalation_reason": self.escalation_reason,
+            "small_usage": dict(self.small_usage) if self.small_usage else None,
         }

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from .answered import Answered
 from .decision import RouteDecision
 from .fallback import FallbackRunner
 
 T = TypeVar("T")
+#: Token counts of one model call: ``{"input_tokens": n, "output_tokens": m}`` (None when unknown).
+Usage = Mapping[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,14 @@ def tool_arguments_problem(arguments: Iterable[str | dict | None]) -> str | None
     return None
 
 
-def _escalated(answered: Answered, decision: RouteDecision, verdict: Verdict) -> Answered:
-    return replace(answered, decision=decision, verifier_score=verdict.score, escalation_reason=verdict.reason)
+def _escalated(answered: Answered, decision: RouteDecision, verdict: Verdict, small_usage: Usage) -> Answered:
+    return replace(
+        answered,
+        decision=decision,
+        verifier_score=verdict.score,
+        escalation_reason=verdict.reason,
+        small_usage=small_usage,
+    )
 
 
 class CascadeRunner:
@@ -84,9 +92,17 @@ class CascadeRunner:
         self.runner = runner
 
     def run(
-        self, decision: RouteDecision, call: Callable[[str], T], verify: Callable[[T], Verdict]
+        self,
+        decision: RouteDecision,
+        call: Callable[[str], T],
+        verify: Callable[[T], Verdict],
+        usage: Callable[[T], Usage] | None = None,
     ) -> tuple[T, Answered]:
-        """One answer: ``call(target)`` runs a model; ``verify(small_result)`` judges the small model's answer."""
+        """One answer: ``call(target)`` runs a model; ``verify(small_result)`` judges the small model's answer.
+
+        ``usage(small_result)`` gives the rejected small call's tokens, recorded on an escalation (``small_usage``)
+        so cost tracking counts both calls.
+        """
         result, answered = self.runner.run(decision, call)
         if not decision.verifies or answered.answered_by != "small":
             return result, answered
@@ -95,10 +111,14 @@ class CascadeRunner:
             return result, replace(answered, verifier_score=verdict.score)
         large = replace(decision, target="large")
         final, escalation = self.runner.run(large, lambda target: call(target) if target == "large" else result)
-        return final, _escalated(escalation, decision, verdict)
+        return final, _escalated(escalation, decision, verdict, usage(result) if usage else None)
 
     async def arun(
-        self, decision: RouteDecision, call: Callable[[str], Awaitable[T]], verify: Callable[[T], Verdict]
+        self,
+        decision: RouteDecision,
+        call: Callable[[str], Awaitable[T]],
+        verify: Callable[[T], Verdict],
+        usage: Callable[[T], Usage] | None = None,
     ) -> tuple[T, Answered]:
         """Async :meth:`run` (``verify`` stays sync: it is a CPU-bound score)."""
         result, answered = await self.runner.arun(decision, call)
@@ -115,7 +135,7 @@ class CascadeRunner:
         final, escalation = await self.runner.arun(
             large, lambda target: call(target) if target == "large" else small_again()
         )
-        return final, _escalated(escalation, decision, verdict)
+        return final, _escalated(escalation, decision, verdict, usage(result) if usage else None)
 
     def stream(
         self,
@@ -124,6 +144,7 @@ class CascadeRunner:
         verify: Callable[[list[T]], Verdict],
         *,
         is_output: Callable[[T], bool] | None = None,
+        usage: Callable[[list[T]], Usage] | None = None,
     ) -> Iterator[tuple[T, Answered]]:
         """Stream; a cascade's small answer is buffered until ``verify(chunks)`` accepts it."""
         if not decision.verifies:
@@ -145,10 +166,11 @@ class CascadeRunner:
                 yield chunk, accepted
             return
         large = replace(decision, target="large")
+        small_usage = usage(chunks) if usage else None
         for chunk, escalation in self.runner.stream(
             large, lambda target: start(target) if target == "large" else iter(chunks), is_output=is_output
         ):
-            yield chunk, _escalated(escalation, decision, verdict)
+            yield chunk, _escalated(escalation, decision, verdict, small_usage)
 
     async def astream(
         self,
@@ -157,6 +179,7 @@ class CascadeRunner:
         verify: Callable[[list[T]], Verdict],
         *,
         is_output: Callable[[T], bool] | None = None,
+        usage: Callable[[list[T]], Usage] | None = None,
     ) -> AsyncIterator[tuple[T, Answered]]:
         """Async :meth:`stream`."""
         if not decision.verifies:
@@ -184,7 +207,8 @@ class CascadeRunner:
                 yield chunk
 
         large = replace(decision, target="large")
+        small_usage = usage(chunks) if usage else None
         async for chunk, escalation in self.runner.astream(
             large, lambda target: start(target) if target == "large" else replay(), is_output=is_output
         ):
-            yield chunk, _escalated(escalation, decision, verdict)
+            yield chunk, _escalated(escalation, decision, verdict, small_usage)

@@ -101,6 +101,25 @@ class CostTracker:
             for name in (model, hybrid.get("large_model")):
                 if name and self.prices.get(name) is None:
                     self.unpriced.add(name)
+        if hybrid.get("escalated") and hybrid.get("small_usage"):
+            cost += self._record_rejected_small(hybrid)
+        return cost
+
+    def _record_rejected_small(self, hybrid: Mapping[str, Any]) -> float:
+        """A cascade's escalated call also ran the small model: count that call (its answer was not used)."""
+        model = hybrid.get("small_model") or "small"
+        usage = hybrid["small_usage"]
+        n_in, n_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        price = self.prices.get(model)
+        cost = price.cost(n_in, n_out) if price else 0.0
+        with self._lock:
+            totals = self.per_model.setdefault(model, ModelTotals())
+            totals.calls += 1
+            totals.input_tokens += n_in
+            totals.output_tokens += n_out
+            totals.cost += cost
+            if price is None:
+                self.unpriced.add(model)
         return cost
 
     @property
