@@ -17,7 +17,7 @@ from hybrid_router import RoutingOptions, current_routing, resolve_options
 from hybrid_router.core.options import validate_fraction
 
 #: Keys read from call kwargs, ``config["metadata"]`` and ``config["configurable"]``.
-ROUTING_KEYS = ("quality_threshold", "max_quality_drop", "large_share", "hybrid_route")
+ROUTING_KEYS = ("quality_threshold", "max_quality_drop", "large_share", "hybrid_route", "hybrid_strategy")
 
 
 def _strict_fraction(value: Any, info: ValidationInfo) -> Any:

@@ -29,11 +29,12 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
+from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.fallback import FallbackPolicy, describe
 from hybrid_router.core.options import ROUTES
 from hybrid_router.traffic.routing_log import RoutingLog
 
-from . import children
+from . import cascade, children
 from .call_options import RoutingFraction, pop_routing, resolve_call_options, resolve_from_config
 from .labels import label_chunk, label_result
 from .traffic import add_chunks, log_answer
@@ -49,7 +50,7 @@ class HybridChatModel(BaseChatModel):
     Per-call routing options (most specific wins): call kwargs, ``config["metadata"]`` (also inherited from
     enclosing chains), ``config["configurable"]``, the :func:`hybrid_router.routing` context, then the fields
     below. Each place accepts one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or
-    ``hybrid_route`` (``"small"``/``"large"``).
+    ``hybrid_route`` (``"small"``/``"large"``), and ``hybrid_strategy`` (``"route"``/``"cascade"``).
 
     Every answer carries ``response_metadata["model_name"]`` (the child that answered) and
     ``response_metadata["hybrid_router"]`` (route, score, threshold, threshold_source, fallback, ...).
@@ -69,6 +70,11 @@ class HybridChatModel(BaseChatModel):
     """Default: the threshold that sends about this share of calls to ``large``."""
     hybrid_route: Literal["small", "large"] | None = None
     """Default: always use this model (skip the router)."""
+    strategy: Literal["route", "cascade"] = "route"
+    """``"route"``: the model the router picks answers. ``"cascade"``: the router sends clearly hard calls to
+    ``large`` at once; otherwise ``small`` answers and the router's answer verifier accepts that answer or escalates
+    the call to ``large`` (needs a router trained on answers). Per call: ``hybrid_strategy``. A cascade's small
+    stream is buffered until verified."""
     timeout: float | None = None
     """Seconds the chosen model may take before its answer (or first streamed output); then the other answers."""
     idle_timeout: float | None = None
@@ -250,11 +256,13 @@ class HybridChatModel(BaseChatModel):
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        result, answered = self._runner().run(
+        result, answered = CascadeRunner(self._runner()).run(
             decision,
             lambda target: children.generate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
+            lambda small: cascade.usage_of(cascade.result_message(small)),
         )
         return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
@@ -267,11 +275,13 @@ class HybridChatModel(BaseChatModel):
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        result, answered = await self._runner().arun(
+        result, answered = await CascadeRunner(self._runner()).arun(
             decision,
             lambda target: children.agenerate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
+            lambda small: cascade.usage_of(cascade.result_message(small)),
         )
         return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
 
@@ -284,12 +294,14 @@ class HybridChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        pairs = self._runner().stream(
+        pairs = CascadeRunner(self._runner()).stream(
             decision,
             lambda target: children.stream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            lambda small: self._verdict(decision, messages, cascade.stream_message(small), rest),
             is_output=children.has_output,
+            usage=lambda small: cascade.usage_of(cascade.stream_message(small)),
         )
         chunks: list[BaseMessage] = []
         answered: Answered | None = None
@@ -317,12 +329,14 @@ class HybridChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        pairs = self._runner().astream(
+        pairs = CascadeRunner(self._runner()).astream(
             decision,
             lambda target: children.astream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
+            lambda small: self._verdict(decision, messages, cascade.stream_message(small), rest),
             is_output=children.has_output,
+            usage=lambda small: cascade.usage_of(cascade.stream_message(small)),
         )
         chunks: list[BaseMessage] = []
         answered: Answered | None = None
@@ -342,6 +356,12 @@ class HybridChatModel(BaseChatModel):
         self._log_stream(messages, chunks, answered, started, stop, rest)
 
     # ------------------------------------------------------------------ helpers
+    def _verdict(
+        self, decision: RouteDecision, messages: list[BaseMessage], answer: BaseMessage, rest: dict[str, Any]
+    ) -> Verdict:
+        wants_json = cascade.expects_json(rest, rest.get(BINDINGS_KEY))
+        return cascade.verdict(self.router, decision, messages, answer, wants_json)
+
     def _log(
         self,
         messages: list[BaseMessage],
@@ -397,6 +417,7 @@ class HybridChatModel(BaseChatModel):
             "max_quality_drop": self.max_quality_drop,
             "large_share": self.large_share,
             "hybrid_route": self.hybrid_route,
+            "hybrid_strategy": self.strategy,
         }
 
     def _decide_call(
