@@ -6,17 +6,28 @@ The ``model`` field picks the routing: ``hybrid`` (router default), ``hybrid:0.7
 ``hybrid:small`` / ``hybrid:large`` (forced). A body field ``quality_threshold`` (or ``max_quality_drop``,
 ``large_share``, ``hybrid_route``) overrides it and is not forwarded. Responses name the model that answered in
 ``model``, carry the routing record under ``hybrid_router`` and in ``x-hybrid-*`` headers. Bad requests get
-OpenAI-style error bodies (``{"error": {"message", "type", "param", "code"}}``).
+OpenAI-style error bodies (``{"error": {"message", "type", "param", "code"}}``): 413 for a body over the size limit
+(checked before parsing), 400 for invalid JSON, nesting deeper than :data:`MAX_DEPTH` or a lone surrogate, 401 for
+a missing or wrong API key when the server has one (every route but ``/health``).
+
+The app is async end to end: upstream HTTP calls run on the event loop, so a timed-out, failed or abandoned
+upstream stream is closed at once (a client that disconnects cancels its upstream call), and each backend has its
+own concurrency limit, so a hung backend cannot slow requests routed to the other. Every error text the server
+returns or logs is redacted (:func:`hybrid_router.core.redact.redact`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -25,14 +36,19 @@ from starlette.exceptions import HTTPException
 from ..core.answered import Answered
 from ..core.fallback import FallbackRunner
 from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options
+from ..core.redact import redact
 from ..core.router import HybridRouter, RouteDecision
-from .backends import ChatBackend
+from .backends import DEFAULT_CONCURRENCY, ChatBackend
 
 logger = logging.getLogger(__name__)
 
 MODEL_PREFIX = "hybrid"
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_TOKENS_LIMIT = 32768
+#: Default request size limit (bytes); ``hybrid-llm serve --max-request-bytes`` changes it.
+MAX_BODY_BYTES = 1 << 20
+#: Deepest JSON nesting a request may have (a chat request needs about 6).
+MAX_DEPTH = 64
 
 
 class RequestError(Exception):
@@ -140,12 +156,36 @@ def _check_fields(body: dict[str, Any]) -> None:
         raise RequestError(400, "only n=1 is supported", "n")
 
 
+def _check_structure(body: Any) -> None:
+    """RequestError 400 for nesting deeper than MAX_DEPTH or a string that is not valid Unicode (lone surrogate)."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RequestError(400, f"the request is nested deeper than {MAX_DEPTH} levels", None, "invalid_json")
+        if isinstance(value, dict):
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RequestError(
+                    400, "the request contains a lone surrogate (invalid Unicode)", None, "invalid_json"
+                ) from None
+
+
 def parse_request(raw: bytes) -> ParsedRequest:
     """Validate a request body; RequestError (4xx) on anything malformed."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"Invalid JSON body: {exc}", None, "invalid_json") from None
+    except RecursionError:
+        raise RequestError(400, "Invalid JSON body: nested too deeply", None, "invalid_json") from None
+    _check_structure(body)
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     _check_fields(body)
@@ -175,8 +215,27 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def is_output(chunk: dict[str, Any]) -> bool:
+    """Whether a ``chat.completion.chunk`` carries output: text, a tool call or a refusal (not a bare role chunk)."""
+    return any(
+        choice["delta"].get("content") or choice["delta"].get("tool_calls") or choice["delta"].get("refusal")
+        for choice in chunk.get("choices") or ()
+    )
+
+
+def _metadata(answered: Answered) -> dict[str, Any]:
+    meta = answered.metadata()
+    if meta["fallback_reason"] is not None:
+        meta["fallback_reason"] = redact(meta["fallback_reason"])
+    return meta
+
+
 class RouterService:
-    """Routing + fallback over two backends, independent of the web framework (the app calls it in threads)."""
+    """Routing + fallback over two backends, independent of the web framework (async; the router runs in threads).
+
+    ``concurrency`` bounds the calls in flight per backend: a caller waiting for a slot waits inside the call, so
+    the runner's ``timeout`` covers it and the other backend answers.
+    """
 
     def __init__(
         self,
@@ -186,9 +245,13 @@ class RouterService:
         *,
         timeout: float | None = None,
         fallback: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.router = router
         self.backends = {"small": small, "large": large}
+        self.limits = {"small": asyncio.Semaphore(concurrency), "large": asyncio.Semaphore(concurrency)}
         self.runner = FallbackRunner(timeout=timeout, fallback=fallback, model_names=(small.name, large.name))
 
     def decide(self, request: ParsedRequest) -> RouteDecision:
@@ -198,22 +261,62 @@ class RouterService:
         except ValueError as exc:
             raise RequestError(400, str(exc), "messages") from None
 
-    def complete(self, request: ParsedRequest, decision: RouteDecision) -> tuple[dict[str, Any], Answered]:
-        """A whole answer with its routing record."""
-        result, answered = self.runner.run(decision, lambda target: self.backends[target].complete(request.body))
-        self._log(answered)
-        return {**result, "model": answered.model_name, "hybrid_router": answered.metadata()}, answered
+    async def _complete_on(self, target: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.limits[target]:
+            return await self.backends[target].acomplete(body)
 
-    def stream(self, request: ParsedRequest, decision: RouteDecision) -> Iterator[tuple[dict[str, Any], Answered]]:
-        """Chunks (with the answering model's name) and the routing record; the first chunk carries it too."""
+    async def _stream_from(self, target: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with self.limits[target]:
+            chunks = self.backends[target].astream(body)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await chunks.aclose()
+
+    async def complete(self, request: ParsedRequest, decision: RouteDecision) -> tuple[dict[str, Any], Answered]:
+        """A whole answer with its routing record."""
+        result, answered = await self.runner.arun(decision, lambda t: self._complete_on(t, request.body))
+        self._log(answered)
+        return {**result, "model": answered.model_name, "hybrid_router": _metadata(answered)}, answered
+
+    async def stream(
+        self, request: ParsedRequest, decision: RouteDecision
+    ) -> AsyncIterator[tuple[dict[str, Any], Answered]]:
+        """Chunks (with the answering model's name) and the routing record; the first chunk carries it too.
+
+        Closing this iterator (or cancelling its consumer) closes every upstream stream it opened.
+        """
         first = True
-        for chunk, answered in self.runner.stream(decision, lambda t: self.backends[t].stream(request.body)):
-            chunk = {**chunk, "model": answered.model_name}
-            if first:
-                self._log(answered)
-                chunk["hybrid_router"] = answered.metadata()
-                first = False
-            yield chunk, answered
+        opened: list[AsyncIterator[dict[str, Any]]] = []
+
+        def start(target: str) -> AsyncIterator[dict[str, Any]]:
+            opened.append(self._stream_from(target, request.body))
+            return opened[-1]
+
+        chunks = self.runner.astream(decision, start, is_output=is_output)
+        try:
+            async for chunk, answered in chunks:
+                chunk = {**chunk, "model": answered.model_name}
+                if first:
+                    self._log(answered)
+                    chunk["hybrid_router"] = _metadata(answered)
+                    first = False
+                yield chunk, answered
+        finally:
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+                for stream in opened:  # the runner may leave a stream it gave up on open
+                    with contextlib.suppress(RuntimeError):  # one still running in a timed-out task closes itself
+                        await stream.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backends' connection pools of the running event loop."""
+        for backend in self.backends.values():
+            aclose = getattr(backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     @staticmethod
     def _log(answered: Answered) -> None:
@@ -224,23 +327,77 @@ class RouterService:
             "-" if d.score is None else f"{d.score:.3f}",
             d.threshold,
             d.threshold_source,
-            f" FALLBACK: {answered.fallback_reason}" if answered.fallback else "",
+            f" FALLBACK: {redact(answered.fallback_reason)}" if answered.fallback else "",
             answered.model_name,
         )
 
 
 def upstream_error(exc: BaseException) -> RequestError:
-    """The 502 answer when no model could answer."""
-    return RequestError(502, f"upstream model failed: {exc}", None, "upstream_error", "upstream_error")
+    """The 502 answer when no model could answer (redacted, and logged)."""
+    message = redact(f"upstream model failed: {exc}")
+    logger.warning("502: %s", message)
+    return RequestError(502, message, None, "upstream_error", "upstream_error")
 
 
-def create_app(service: RouterService) -> FastAPI:
-    """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/models``, ``/health``)."""
+class APIKeyMiddleware:
+    """ASGI middleware: every path but ``/health`` needs ``Authorization: Bearer <key>`` (compared in constant time)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], api_key: str):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health":
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            return await self.app(scope, receive, send)
+        error = RequestError(
+            401,
+            "Missing or incorrect API key: send it as 'Authorization: Bearer <key>'",
+            None,
+            "invalid_api_key",
+        )
+        response = JSONResponse(error.body(), status_code=401, headers={"www-authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; RequestError 413 as soon as it (or its Content-Length) is over ``limit`` bytes."""
+    too_large = RequestError(
+        413, f"the request body is larger than the server's limit of {limit} bytes", None, "request_too_large"
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def create_app(service: RouterService, *, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/models``, ``/health``).
+
+    ``api_key``: when set, every route but ``/health`` requires it as a Bearer token (401 otherwise).
+    ``max_body_bytes``: larger request bodies get a 413 before they are parsed.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.aclose()
+
     app = FastAPI(
         title="hybrid-llm router",
         description="OpenAI-compatible chat completions routed between a small and a large model.",
+        lifespan=lifespan,
     )
     app.state.service = service
+    if api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=api_key)
 
     def error(exc: RequestError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
@@ -259,8 +416,9 @@ def create_app(service: RouterService) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error")
-        return error(RequestError(500, f"internal error: {type(exc).__name__}: {exc}", None, None, "server_error"))
+        message = redact(f"internal error: {type(exc).__name__}: {exc}")
+        logger.error("500: %s", message, exc_info=exc)
+        return error(RequestError(500, message, None, None, "server_error"))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -277,33 +435,40 @@ def create_app(service: RouterService) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         try:
-            parsed = parse_request(await request.body())
+            parsed = parse_request(await read_body(request, max_body_bytes))
             decision = await run_in_threadpool(service.decide, parsed)
         except RequestError as exc:
             return error(exc)
         if not parsed.stream:
             try:
-                result, answered = await run_in_threadpool(service.complete, parsed, decision)
+                result, answered = await service.complete(parsed, decision)
             except Exception as exc:  # both models (or the only allowed one) failed
                 return error(upstream_error(exc))
             return JSONResponse(result, headers=route_headers(answered))
-        chunks = service.stream(parsed, decision)
-        try:
-            first = await run_in_threadpool(next, chunks, None)
-        except Exception as exc:
-            return error(upstream_error(exc))
-        if first is None:
-            return error(upstream_error(RuntimeError("the model sent an empty stream")))
-
-        def events() -> Iterator[str]:
-            yield _sse(first[0])
-            try:
-                for chunk, _ in chunks:
-                    yield _sse(chunk)
-            except Exception as exc:  # after chunks were sent the stream cannot switch models: report and end
-                yield _sse(upstream_error(exc).body())
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers=route_headers(first[1]))
+        return await _stream_response(service.stream(parsed, decision))
 
     return app
+
+
+async def _stream_response(chunks: AsyncIterator[tuple[dict[str, Any], Answered]]) -> Any:
+    """An SSE response for ``chunks``, or a 502 when no model sends a first chunk; ``chunks`` is always closed."""
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        return JSONResponse(upstream_error(RuntimeError("the model sent an empty stream")).body(), status_code=502)
+    except Exception as exc:
+        return JSONResponse(upstream_error(exc).body(), status_code=502)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield _sse(first[0])
+            async for chunk, _ in chunks:
+                yield _sse(chunk)
+            yield "data: [DONE]\n\n"
+        except Exception as exc:  # after chunks were sent the stream cannot switch models: report, no [DONE]
+            yield _sse(upstream_error(exc).body())
+        finally:  # also on client disconnect (cancellation): closes the upstream stream
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=route_headers(first[1]))
