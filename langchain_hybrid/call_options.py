@@ -11,22 +11,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Mapping, Optional
 
 from langchain_core.runnables import RunnableConfig, ensure_config
-from pydantic import BeforeValidator, ValidationInfo
+from pydantic import BeforeValidator
 
 from hybrid_router import RoutingOptions, current_routing, resolve_options
-from hybrid_router.core.options import validate_fraction
+from hybrid_router.core.options import strict_fraction
 
 #: Keys read from call kwargs, ``config["metadata"]`` and ``config["configurable"]``.
 ROUTING_KEYS = ("quality_threshold", "max_quality_drop", "large_share", "hybrid_route", "hybrid_strategy")
 
 
-def _strict_fraction(value: Any, info: ValidationInfo) -> Any:
-    """Validate before pydantic's coercion, which would turn ``True`` into 1.0."""
-    return value if value is None else validate_fraction(info.field_name or "value", value)
-
-
 #: The type of a model field holding a threshold, drop or share: None or a number in [0, 1] (bools rejected).
-RoutingFraction = Annotated[Optional[float], BeforeValidator(_strict_fraction)]
+RoutingFraction = Annotated[Optional[float], BeforeValidator(strict_fraction)]
 
 
 def pick_routing(values: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -12,7 +12,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import (
+    Annotated,
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -26,19 +39,21 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BeforeValidator, Field, PrivateAttr
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
+from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.conversation import router_text
 from hybrid_router.core.fallback import FallbackPolicy, describe
-from hybrid_router.core.options import OPTION_ALIASES, resolve_options
+from hybrid_router.core.options import OPTION_ALIASES, resolve_options, strict_fraction
 from hybrid_router.core.pinning import RoutePins
 from hybrid_router.core.records import add_route_record
 from hybrid_router.traffic.routing_log import RoutingLog
 
+from . import cascade
 from .events import emit_route_event
 from .traffic import log_answer
 
@@ -51,6 +66,8 @@ except ImportError:  # pragma: no cover - llama-index-workflows is a dependency 
 
 
 METADATA_KEY = "hybrid_router"
+#: A threshold, drop or share field: None or a number in [0, 1] (bools rejected before pydantic coerces them).
+RoutingFraction = Annotated[Optional[float], BeforeValidator(strict_fraction)]
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
 
@@ -97,11 +114,13 @@ def _tool_messages(
 
 @dataclass(frozen=True)
 class _Plan:
-    """One call's decision, the kwargs left for the child, and the workflow run it belongs to (if pinning)."""
+    """One call's decision, the kwargs left for the child, the workflow run it belongs to (if pinning), and the
+    query it was routed on (what a cascade's verifier reads next to the answer)."""
 
     decision: RouteDecision
     kwargs: Dict[str, Any]
     run: Optional[str]
+    query: Union[str, Sequence[Any]] = ""
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -110,9 +129,9 @@ class HybridLLM(FunctionCallingLLM):
 
     Use it anywhere an LLM goes (``Settings.llm``, query and chat engines, agents). Per call, the most specific
     setting wins: a call kwarg (``quality_threshold=``, ``max_quality_drop=``, ``large_share=``,
-    ``hybrid_route=``), then an enclosing ``hybrid_router.routing(...)`` block (the way to set it for query
-    engines and agents, which call the LLM without kwargs), then this model's own default fields, then the
-    router's default threshold. Each response carries ``additional_kwargs["hybrid_router"]`` (route, score,
+    ``hybrid_route=``, ``hybrid_strategy=``), then an enclosing ``hybrid_router.routing(...)`` block (the way to
+    set it for query engines and agents, which call the LLM without kwargs), then this model's own default fields,
+    then the router's default threshold. Each response carries ``additional_kwargs["hybrid_router"]`` (route, score,
     threshold, source, fallback...), streamed chunks included; engines and agents keep only the answer text, so
     ``hybrid_router.core.records.record_routes()`` collects the same records for every call made inside it.
 
@@ -125,10 +144,16 @@ class HybridLLM(FunctionCallingLLM):
     small: LLM = Field(description="The cheap model.")
     large: LLM = Field(description="The expensive model.")
     router: HybridRouter = Field(exclude=True, description="Scores queries; HybridRouter.default() when omitted.")
-    quality_threshold: Optional[float] = Field(default=None, description="Default threshold: small iff score >= it.")
-    max_quality_drop: Optional[float] = Field(default=None, description="Default: cheapest threshold within this drop.")
-    large_share: Optional[float] = Field(default=None, description="Default: send about this share to the large model.")
-    route: Optional[str] = Field(default=None, description="Default: force 'small' or 'large'.")
+    quality_threshold: RoutingFraction = Field(default=None, description="Default threshold: small iff score >= it.")
+    max_quality_drop: RoutingFraction = Field(default=None, description="Default: cheapest threshold within this drop.")
+    large_share: RoutingFraction = Field(default=None, description="Default: send about this share to the large model.")
+    route: Optional[Literal["small", "large"]] = Field(default=None, description="Default: force 'small' or 'large'.")
+    strategy: Literal["route", "cascade"] = Field(
+        default="route",
+        description="'route': the routed model answers. 'cascade': small answers unless the query is clearly hard, "
+        "and the router's answer verifier accepts that answer or escalates to large (streams are buffered until "
+        "verified; needs a router trained on answers).",
+    )
     timeout: Optional[float] = Field(default=None, description="Seconds to first output before falling back.")
     idle_timeout: Optional[float] = Field(
         default=None, description="Seconds a stream may pause between chunks after its first output; then it fails."
@@ -146,23 +171,13 @@ class HybridLLM(FunctionCallingLLM):
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
     )
 
-    _defaults: RoutingOptions = PrivateAttr()
-    _runner: FallbackRunner = PrivateAttr()
+    _runners: Optional[tuple[tuple[Any, ...], FallbackRunner]] = PrivateAttr(default=None)
     _pins: RoutePins = PrivateAttr()
 
     def __init__(self, small: LLM, large: LLM, router: Optional[HybridRouter] = None, **kwargs: Any) -> None:
         share_callbacks = kwargs.get("callback_manager") is not None
         super().__init__(small=small, large=large, router=router or HybridRouter.shared_default(), **kwargs)
-        self._defaults = RoutingOptions(self.quality_threshold, self.max_quality_drop, self.large_share, self.route)
-        self._runner = FallbackRunner(
-            timeout=self.timeout,
-            idle_timeout=self.idle_timeout,
-            fallback=self.fallback,
-            model_names=(small.metadata.model_name, large.metadata.model_name),
-            policy=self.fallback_policy,
-            cooldown_after=self.cooldown_after,
-            cooldown_s=self.cooldown_s,
-        )
+        _ = self._defaults, self._runner  # validate the default options and the runner settings now
         self._pins = RoutePins()
         if share_callbacks:
             self._share_callback_manager()
@@ -171,6 +186,52 @@ class HybridLLM(FunctionCallingLLM):
     def class_name(cls) -> str:
         """Class name."""
         return "HybridLLM"
+
+    @property
+    def _defaults(self) -> RoutingOptions:
+        """The model's own routing options, read from its fields at each call (assignment and copies take effect)."""
+        return RoutingOptions(
+            self.quality_threshold, self.max_quality_drop, self.large_share, self.route, self.strategy
+        )
+
+    @property
+    def _runner(self) -> FallbackRunner:
+        """The fallback runner for the current fields; kept while they stay the same, so cooldowns see every call."""
+        names = (self.small.metadata.model_name, self.large.metadata.model_name)
+        settings = (
+            self.timeout,
+            self.idle_timeout,
+            self.fallback,
+            self.fallback_policy,
+            self.cooldown_after,
+            self.cooldown_s,
+            names,
+        )
+        if self._runners is None or self._runners[0] != settings:
+            runner = FallbackRunner(
+                timeout=self.timeout,
+                idle_timeout=self.idle_timeout,
+                fallback=self.fallback,
+                model_names=names,
+                policy=self.fallback_policy,
+                cooldown_after=self.cooldown_after,
+                cooldown_s=self.cooldown_s,
+            )
+            self._runners = (settings, runner)
+        return self._runners[1]
+
+    @property
+    def _cascade(self) -> CascadeRunner:
+        return CascadeRunner(self._runner)
+
+    def _verify(self, plan: "_Plan") -> Callable[[Any], Verdict]:
+        """The cascade's judge of a small answer to this call."""
+        wants_json = cascade.expects_json(plan.kwargs)
+        return lambda response: cascade.verdict(self.router, plan.decision, plan.query, response, wants_json)
+
+    def _verify_stream(self, plan: "_Plan") -> Callable[[List[Any]], Verdict]:
+        verify = self._verify(plan)
+        return lambda chunks: verify(chunks[-1])
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -209,8 +270,8 @@ class HybridLLM(FunctionCallingLLM):
         pinned = self._pins.get(run)
         if pinned is not None:
             router_text(query)  # still reject empty input
-            return _Plan(pinned, child_kwargs, run)
-        return _Plan(self.router.decide(query, options, source), child_kwargs, run)
+            return _Plan(pinned, child_kwargs, run, query)
+        return _Plan(self.router.decide(query, options, source), child_kwargs, run, query)
 
     async def _aplan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
         """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""
@@ -303,22 +364,32 @@ class HybridLLM(FunctionCallingLLM):
 
         return start
 
-    def _stream_pairs(self, decision: RouteDecision, start: Callable[[str], Any]) -> Iterator[tuple[Any, Answered]]:
-        """``FallbackRunner.stream`` where only text or a tool call counts as the first output."""
-        return self._runner.stream(decision, start, is_output=_has_output)
+    def _stream_pairs(self, plan: _Plan, start: Callable[[str], Any]) -> Iterator[tuple[Any, Answered]]:
+        """The cascade runner's stream, where only text or a tool call counts as the first output."""
+        usage = lambda chunks: cascade.usage_of(chunks[-1])  # noqa: E731
+        verify = self._verify_stream(plan)
+        return self._cascade.stream(plan.decision, start, verify, is_output=_has_output, usage=usage)
 
     def _astream_pairs(
-        self, decision: RouteDecision, start: Callable[[str], AsyncIterator[Any]]
+        self, plan: _Plan, start: Callable[[str], AsyncIterator[Any]]
     ) -> AsyncIterator[tuple[Any, Answered]]:
         """Async :meth:`_stream_pairs`."""
-        return self._runner.astream(decision, start, is_output=_has_output)
+        usage = lambda chunks: cascade.usage_of(chunks[-1])  # noqa: E731
+        verify = self._verify_stream(plan)
+        return self._cascade.astream(plan.decision, start, verify, is_output=_has_output, usage=usage)
+
+    def _run(self, plan: _Plan, call: Callable[[str], R]) -> tuple[R, Answered]:
+        return self._cascade.run(plan.decision, call, self._verify(plan), cascade.usage_of)
+
+    async def _arun(self, plan: _Plan, call: Callable[[str], Any]) -> tuple[Any, Answered]:
+        return await self._cascade.arun(plan.decision, call, self._verify(plan), cascade.usage_of)
 
     # ------------------------------------------------------------------ chat
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Chat with the model the router picks."""
         messages = list(messages)
         plan = self._plan(messages, kwargs)
-        response, answered = self._runner.run(plan.decision, lambda t: self._child(t).chat(messages, **plan.kwargs))
+        response, answered = self._run(plan, lambda t: self._child(t).chat(messages, **plan.kwargs))
         return self._finish(plan, answered, response, messages=messages)
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -326,14 +397,14 @@ class HybridLLM(FunctionCallingLLM):
         messages = list(messages)
         plan = await self._aplan(messages, kwargs)
         call = lambda t: self._child(t).achat(messages, **plan.kwargs)  # noqa: E731
-        response, answered = await self._runner.arun(plan.decision, call)
+        response, answered = await self._arun(plan, call)
         return self._finish(plan, answered, response, messages=messages)
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream a chat; every chunk carries the routing metadata."""
         messages = list(messages)
         plan = self._plan(messages, kwargs)
-        chunks = self._stream_pairs(plan.decision, lambda t: self._child(t).stream_chat(messages, **plan.kwargs))
+        chunks = self._stream_pairs(plan, lambda t: self._child(t).stream_chat(messages, **plan.kwargs))
         return self._tag_stream(plan, chunks, messages=messages)
 
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -341,34 +412,34 @@ class HybridLLM(FunctionCallingLLM):
         messages = list(messages)
         plan = await self._aplan(messages, kwargs)
         start = self._astart(lambda child: child.astream_chat(messages, **plan.kwargs))
-        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), messages=messages)
+        return self._atag_stream(plan, self._astream_pairs(plan, start), messages=messages)
 
     # ------------------------------------------------------------------ completion
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Complete with the model the router picks."""
         plan = self._plan(prompt, kwargs)
         call = lambda t: self._child(t).complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
-        response, answered = self._runner.run(plan.decision, call)
+        response, answered = self._run(plan, call)
         return self._finish(plan, answered, response, prompt=prompt)
 
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Async :meth:`complete`."""
         plan = await self._aplan(prompt, kwargs)
         call = lambda t: self._child(t).acomplete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
-        response, answered = await self._runner.arun(plan.decision, call)
+        response, answered = await self._arun(plan, call)
         return self._finish(plan, answered, response, prompt=prompt)
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         """Stream a completion; every chunk carries the routing metadata."""
         plan = self._plan(prompt, kwargs)
         start = lambda t: self._child(t).stream_complete(prompt, formatted=formatted, **plan.kwargs)  # noqa: E731
-        return self._tag_stream(plan, self._stream_pairs(plan.decision, start), prompt=prompt)
+        return self._tag_stream(plan, self._stream_pairs(plan, start), prompt=prompt)
 
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         plan = await self._aplan(prompt, kwargs)
         start = self._astart(lambda child: child.astream_complete(prompt, formatted=formatted, **plan.kwargs))
-        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), prompt=prompt)
+        return self._atag_stream(plan, self._astream_pairs(plan, start), prompt=prompt)
 
     # ------------------------------------------------------------------ tools
     def _tool_plan(self, args: Dict[str, Any], kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
@@ -394,7 +465,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = self._tool_plan(args, kwargs)
         call = lambda t: self._child(t).chat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
-        response, answered = self._runner.run(plan.decision, call)
+        response, answered = self._run(plan, call)
         return self._finish(plan, answered, response, messages=messages)
 
     async def achat_with_tools(
@@ -411,7 +482,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = await asyncio.to_thread(self._tool_plan, args, kwargs)
         call = lambda t: self._child(t).achat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
-        response, answered = await self._runner.arun(plan.decision, call)
+        response, answered = await self._arun(plan, call)
         return self._finish(plan, answered, response, messages=messages)
 
     def stream_chat_with_tools(
@@ -428,7 +499,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = self._tool_plan(args, kwargs)
         start = lambda t: self._child(t).stream_chat_with_tools(tools, **args, **plan.kwargs)  # noqa: E731
-        return self._tag_stream(plan, self._stream_pairs(plan.decision, start), messages=messages)
+        return self._tag_stream(plan, self._stream_pairs(plan, start), messages=messages)
 
     async def astream_chat_with_tools(
         self,
@@ -444,7 +515,7 @@ class HybridLLM(FunctionCallingLLM):
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
         plan, messages = await asyncio.to_thread(self._tool_plan, args, kwargs)
         start = self._astart(lambda child: child.astream_chat_with_tools(tools, **args, **plan.kwargs))
-        return self._atag_stream(plan, self._astream_pairs(plan.decision, start), messages=messages)
+        return self._atag_stream(plan, self._astream_pairs(plan, start), messages=messages)
 
     def _prepare_chat_with_tools(
         self,

@@ -49,6 +49,12 @@ def validate_fraction(name: str, value: Any) -> float:
     return value
 
 
+def strict_fraction(value: Any, info: Any = None) -> Any:
+    """A pydantic ``BeforeValidator`` for the wrappers' threshold, drop and share fields: None, or a number in
+    [0, 1] checked before pydantic's coercion (which would turn ``True`` into 1.0); ``info`` names the field."""
+    return value if value is None else validate_fraction(getattr(info, "field_name", None) or "value", value)
+
+
 def validate_route(value: Any) -> str:
     """'small' or 'large', or a ValueError."""
     if value not in ROUTES:
