@@ -186,3 +186,24 @@ def test_a_hung_small_upstream_does_not_slow_large_requests(default_router, stub
             thread.join(15)  # httpx times the hung calls out after 3 s: 502s, each logged
     assert "502: upstream model failed" in caplog.text
     assert settled(stub)
+
+
+# ---------------------------------------------------------------- the fallback runner's limits, through the server
+
+
+def test_an_idle_stream_is_cut_with_an_error_event_and_closed(default_router, stub):
+    with serving(router_app(default_router, stub, idle_timeout=0.2)) as base:
+        started = time.monotonic()
+        response = post(base, ask("pause", stream=True))
+        assert time.monotonic() - started < 3
+        events = response.text.strip().split("\n\n")
+        assert json.loads(events[0].removeprefix("data: "))["choices"][0]["delta"]["content"] == "stub"
+        assert "error" in json.loads(events[-1].removeprefix("data: "))
+        assert settled(stub), (stub.active, connections_to(stub.port))
+
+
+def test_a_failing_model_cools_down(default_router, stub):
+    with serving(router_app(default_router, stub, cooldown_after=2, cooldown_s=60)) as base:
+        reasons = [post(base, ask("err500")).json()["hybrid_router"]["fallback_reason"] for _ in range(3)]
+    assert reasons[0].startswith("small model failed") and reasons[2] == "cooldown"
+    assert [r["body"]["model"] for r in stub.requests] == ["small", "large:ok", "small", "large:ok", "large:ok"]

@@ -197,6 +197,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="listen port; 0 picks a free one (default: 8000)")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds to first output before falling back")
+    p.add_argument(
+        "--idle-timeout",
+        type=_positive(float),
+        default=None,
+        help="seconds allowed between stream chunks after the first output (default: no limit)",
+    )
+    p.add_argument(
+        "--cooldown-after",
+        type=_positive(int),
+        default=None,
+        help="skip a model that failed this many times in a row for --cooldown-s seconds (default: never)",
+    )
+    p.add_argument("--cooldown-s", type=_positive(float), default=30.0, help="cooldown period in seconds (default: 30)")
     p.add_argument("--no-fallback", action="store_true", help="answer 502 instead of asking the other model")
     p.add_argument(
         "--api-key",
@@ -249,6 +262,9 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             fallback=not args.no_fallback,
             concurrency=args.concurrency,
+            idle_timeout=args.idle_timeout,
+            cooldown_after=args.cooldown_after,
+            cooldown_s=args.cooldown_s,
         )
         app = create_app(service, api_key=api_key, max_body_bytes=args.max_request_bytes or MAX_BODY_BYTES)
         host, port = sock.getsockname()[:2]

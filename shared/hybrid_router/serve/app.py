@@ -234,7 +234,8 @@ class RouterService:
     """Routing + fallback over two backends, independent of the web framework (async; the router runs in threads).
 
     ``concurrency`` bounds the calls in flight per backend: a caller waiting for a slot waits inside the call, so
-    the runner's ``timeout`` covers it and the other backend answers.
+    the runner's ``timeout`` covers it and the other backend answers. ``timeout``, ``idle_timeout``,
+    ``cooldown_after`` and ``cooldown_s`` are the :class:`FallbackRunner`'s.
     """
 
     def __init__(
@@ -246,13 +247,23 @@ class RouterService:
         timeout: float | None = None,
         fallback: bool = True,
         concurrency: int = DEFAULT_CONCURRENCY,
+        idle_timeout: float | None = None,
+        cooldown_after: int | None = None,
+        cooldown_s: float = 30.0,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.router = router
         self.backends = {"small": small, "large": large}
         self.limits = {"small": asyncio.Semaphore(concurrency), "large": asyncio.Semaphore(concurrency)}
-        self.runner = FallbackRunner(timeout=timeout, fallback=fallback, model_names=(small.name, large.name))
+        self.runner = FallbackRunner(
+            timeout=timeout,
+            fallback=fallback,
+            model_names=(small.name, large.name),
+            idle_timeout=idle_timeout,
+            cooldown_after=cooldown_after,
+            cooldown_s=cooldown_s,
+        )
 
     def decide(self, request: ParsedRequest) -> RouteDecision:
         """The route for a request (RequestError 400 when the router cannot score it)."""
