@@ -212,6 +212,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cooldown-s", type=_positive(float), default=30.0, help="cooldown period in seconds (default: 30)")
     p.add_argument("--no-fallback", action="store_true", help="answer 502 instead of asking the other model")
     p.add_argument(
+        "--strategy",
+        choices=("route", "cascade"),
+        default="route",
+        help="default strategy: 'route' (the routed model answers) or 'cascade' (small answers, the router's answer "
+        "verifier accepts or escalates; needs a router trained on answers); a request's 'strategy' field overrides it",
+    )
+    p.add_argument(
         "--api-key",
         default=None,
         help=f"require this key as 'Authorization: Bearer <key>' on every route but /health (default: "
@@ -265,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             cooldown_after=args.cooldown_after,
             cooldown_s=args.cooldown_s,
+            strategy=args.strategy,
         )
         app = create_app(service, api_key=api_key, max_body_bytes=args.max_request_bytes or MAX_BODY_BYTES)
         host, port = sock.getsockname()[:2]

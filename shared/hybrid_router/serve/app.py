@@ -4,7 +4,9 @@
 backend through :class:`FallbackRunner` (the other backend answers if the chosen one fails; 502 if both do).
 The ``model`` field picks the routing: ``hybrid`` (router default), ``hybrid:0.7`` (quality threshold),
 ``hybrid:small`` / ``hybrid:large`` (forced). A body field ``quality_threshold`` (or ``max_quality_drop``,
-``large_share``, ``hybrid_route``) overrides it and is not forwarded. Responses name the model that answered in
+``large_share``, ``hybrid_route``) overrides it and is not forwarded; so is ``strategy`` (``"route"`` or
+``"cascade"``: the small model answers and the router's answer verifier accepts its answer or escalates to the large
+model; a cascade's small stream is buffered until verified). Responses name the model that answered in
 ``model``, carry the routing record under ``hybrid_router`` and in ``x-hybrid-*`` headers. Bad requests get
 OpenAI-style error bodies (``{"error": {"message", "type", "param", "code"}}``): 413 for a body over the size limit
 (checked before parsing), 400 for invalid JSON, nesting deeper than :data:`MAX_DEPTH` or a lone surrogate, 401 for
@@ -24,7 +26,7 @@ import hmac
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -34,10 +36,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..core.answered import Answered
+from ..core.cascade_runner import CascadeRunner, Verdict
 from ..core.fallback import FallbackRunner
-from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options
+from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options, validate_strategy
 from ..core.redact import redact
 from ..core.router import HybridRouter, RouteDecision
+from . import cascade
 from .backends import DEFAULT_CONCURRENCY, ChatBackend
 
 logger = logging.getLogger(__name__)
@@ -208,6 +212,9 @@ def route_headers(answered: Answered) -> dict[str, str]:
         "x-hybrid-model": str(answered.model_name),
         "x-hybrid-score": "" if decision.score is None else f"{decision.score:.4f}",
         "x-hybrid-fallback": "true" if answered.fallback else "false",
+        "x-hybrid-strategy": decision.strategy,
+        "x-hybrid-escalated": "true" if answered.escalated else "false",
+        "x-hybrid-verifier-score": "" if answered.verifier_score is None else f"{answered.verifier_score:.4f}",
     }
 
 
@@ -235,7 +242,8 @@ class RouterService:
 
     ``concurrency`` bounds the calls in flight per backend: a caller waiting for a slot waits inside the call, so
     the runner's ``timeout`` covers it and the other backend answers. ``timeout``, ``idle_timeout``,
-    ``cooldown_after`` and ``cooldown_s`` are the :class:`FallbackRunner`'s.
+    ``cooldown_after`` and ``cooldown_s`` are the :class:`FallbackRunner`'s. ``strategy`` is the server's default
+    (a request's ``strategy`` field overrides it).
     """
 
     def __init__(
@@ -250,10 +258,13 @@ class RouterService:
         idle_timeout: float | None = None,
         cooldown_after: int | None = None,
         cooldown_s: float = 30.0,
+        strategy: str = "route",
     ):
+        validate_strategy(strategy)
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.router = router
+        self.strategy = strategy
         self.backends = {"small": small, "large": large}
         self.limits = {"small": asyncio.Semaphore(concurrency), "large": asyncio.Semaphore(concurrency)}
         self.runner = FallbackRunner(
@@ -267,8 +278,11 @@ class RouterService:
 
     def decide(self, request: ParsedRequest) -> RouteDecision:
         """The route for a request (RequestError 400 when the router cannot score it)."""
+        options = request.options
+        if options.strategy is None:
+            options = replace(options, strategy=self.strategy)
         try:
-            return self.router.decide(request.body["messages"], request.options, request.source)
+            return self.router.decide(request.body["messages"], options, request.source)
         except ValueError as exc:
             raise RequestError(400, str(exc), "messages") from None
 
@@ -288,7 +302,13 @@ class RouterService:
 
     async def complete(self, request: ParsedRequest, decision: RouteDecision) -> tuple[dict[str, Any], Answered]:
         """A whole answer with its routing record."""
-        result, answered = await self.runner.arun(decision, lambda t: self._complete_on(t, request.body))
+
+        def verify(completion: dict[str, Any]) -> Verdict:
+            return cascade.verdict(self.router, decision, request.body, *cascade.completion_answer(completion))
+
+        result, answered = await CascadeRunner(self.runner).arun(
+            decision, lambda t: self._complete_on(t, request.body), verify, cascade.usage_of
+        )
         self._log(answered)
         return {**result, "model": answered.model_name, "hybrid_router": _metadata(answered)}, answered
 
@@ -306,7 +326,12 @@ class RouterService:
             opened.append(self._stream_from(target, request.body))
             return opened[-1]
 
-        chunks = self.runner.astream(decision, start, is_output=is_output)
+        def verify(small: list[dict[str, Any]]) -> Verdict:
+            return cascade.verdict(self.router, decision, request.body, *cascade.stream_answer(small))
+
+        chunks = CascadeRunner(self.runner).astream(
+            decision, start, verify, is_output=is_output, usage=cascade.usage_of
+        )
         try:
             async for chunk, answered in chunks:
                 chunk = {**chunk, "model": answered.model_name}
