@@ -133,3 +133,24 @@ def test_cli_train_and_eval_report_the_verifier_and_the_cascade(gsm8k_answers, t
     assert ev.returncode == 0, ev.stderr
     lines = {line.split()[0] for line in ev.stdout.splitlines() if line.strip()}
     assert {"router", "verifier", "cascade", "oracle"} <= lines and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_same_ranks_keeps_the_calibrated_split():
+    from hybrid_router.train.training import same_ranks
+
+    rng = np.random.default_rng(0)
+    old = rng.uniform(0.6, 0.9, 200)
+    new = 1 / (1 + np.exp(-(3 * old - 1)))  # same order, other scale and intercept
+    thresholds = np.array([0.0, 0.65, 0.7, 0.8, 0.95])
+    mapped = same_ranks(thresholds, old, new)
+    assert [int(np.sum(new < t)) for t in mapped] == [int(np.sum(old < t)) for t in thresholds]
+    assert mapped[0] == 0.0 and np.all(np.diff(mapped) >= 0)
+
+
+def test_the_refitted_router_sends_the_calibrated_share_large(trained, gsm8k_answers):
+    router = trained.router
+    _, val_idx = gsm8k_answers.subset(np.arange(300)).split_indices(0.8, seed=0)
+    val = gsm8k_answers.subset(np.arange(300)).subset(val_idx)
+    share = float(np.mean(router.score_texts(val.queries) < router.default_threshold))
+    calibrated = router.calibration.large_share[router.calibration.thresholds == router.default_threshold][0]
+    assert share == pytest.approx(calibrated, abs=1e-9)

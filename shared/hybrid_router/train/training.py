@@ -139,9 +139,35 @@ def train_router(
     if refit:
         router.head = fitted.refit(emb_all, data.queries, y_all, seed)
         router.info.update(n_train=len(data), refit_on_all=True)
+        _carry_thresholds(router, val_scores, router.score_embeddings(emb_val, val.queries))
     return TrainResult(
         router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores, val_verifier_scores
     )
+
+
+def same_ranks(thresholds: np.ndarray, old_scores: np.ndarray, new_scores: np.ndarray) -> np.ndarray:
+    """Thresholds on ``new_scores`` that split the same queries as ``thresholds`` split ``old_scores``.
+
+    Calibration tables are built from the held-out scores of the head fitted without the validation split; the
+    head refitted on all data scores the same queries in the same order, but its scale and intercept move (more
+    data, the same regularisation), so a raw threshold would no longer send the calibrated share of calls large.
+    A threshold that had k of the old scores below it becomes the k-th smallest new score (0 stays 0; one above
+    every old score stays above every new one).
+    """
+    old, new = np.sort(np.asarray(old_scores, np.float64)), np.sort(np.asarray(new_scores, np.float64))
+    below = np.searchsorted(old, np.asarray(thresholds, np.float64), side="left")
+    above_all = min(float(np.nextafter(new[-1], np.inf)), 1.0)
+    mapped = np.where(below < len(new), new[np.minimum(below, len(new) - 1)], above_all)
+    return np.where(np.asarray(thresholds) <= 0.0, 0.0, np.maximum(mapped, np.nextafter(0.0, 1.0)))
+
+
+def _carry_thresholds(router: HybridRouter, old_scores: np.ndarray, new_scores: np.ndarray) -> None:
+    """Move the router's calibrated thresholds onto the refitted head's scores (see :func:`same_ranks`)."""
+    calibration = router.calibration
+    calibration.thresholds = same_ranks(calibration.thresholds, old_scores, new_scores)
+    router.default_threshold = float(same_ranks([router.default_threshold], old_scores, new_scores)[0])
+    if router.cascade is not None:
+        router.cascade.route_thresholds = same_ranks(router.cascade.route_thresholds, old_scores, new_scores)
 
 
 def _add_verifier(
@@ -168,5 +194,8 @@ def _add_verifier(
     router.cascade = CascadeCalibration.fit(route_scores, val_scores, val.mean_small(), val.mean_large())
     router.verifier = fitted if y_all is None else fit_candidate(selection.chosen, inputs, y_all, seed)
     router.verifier.info.update(selection.to_dict(), n_train=len(train_idx) if y_all is None else len(data))
+    if y_all is not None:
+        refit_scores = predict(router.verifier, inputs.subset(val_idx))
+        router.cascade.verify_thresholds = same_ranks(router.cascade.verify_thresholds, val_scores, refit_scores)
     router.info["verifier"] = selection.to_dict()
     return val_scores
