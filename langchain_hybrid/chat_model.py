@@ -95,6 +95,10 @@ class HybridChatModel(BaseChatModel):
     """Default stop sequences (a call's ``stop`` replaces them)."""
     streaming: bool = False
     """Stream from the chosen model even on ``invoke`` (callbacks then get tokens)."""
+    mode: Literal["route", "observe"] = "route"
+    """``"observe"``: the router decides and every answer (and the routing log) records that decision, but the
+    large model answers every call; with a routing log's ``shadow_rate`` the small model answers a sample in the
+    background, so ``hybrid-llm report LOG`` shows what routing would save before you switch it on."""
     routing_log: RoutingLog | None = Field(default=None, exclude=True)
     """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
 
@@ -256,7 +260,7 @@ class HybridChatModel(BaseChatModel):
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        result, answered = CascadeRunner(self._runner()).run(
+        result, answered = CascadeRunner(self._runner(), observe=self.mode == "observe").run(
             decision,
             lambda target: children.generate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
@@ -275,7 +279,7 @@ class HybridChatModel(BaseChatModel):
     ) -> ChatResult:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        result, answered = await CascadeRunner(self._runner()).arun(
+        result, answered = await CascadeRunner(self._runner(), observe=self.mode == "observe").arun(
             decision,
             lambda target: children.agenerate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
@@ -294,7 +298,7 @@ class HybridChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        pairs = CascadeRunner(self._runner()).stream(
+        pairs = CascadeRunner(self._runner(), observe=self.mode == "observe").stream(
             decision,
             lambda target: children.stream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
@@ -329,7 +333,7 @@ class HybridChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision, rest = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
-        pairs = CascadeRunner(self._runner()).astream(
+        pairs = CascadeRunner(self._runner(), observe=self.mode == "observe").astream(
             decision,
             lambda target: children.astream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)

@@ -166,6 +166,11 @@ class HybridLLM(FunctionCallingLLM):
         default=None, description="Skip a model that failed this many calls in a row (None: never skip)."
     )
     cooldown_s: float = Field(default=30.0, description="How long a failing model is skipped.")
+    mode: Literal["route", "observe"] = Field(
+        default="route",
+        description="'observe': decide and record the decision, but let the large model answer every call (a "
+        "routing log's shadow calls can sample the small one in the background).",
+    )
     pin_runs: bool = Field(default=True, description="Keep one model for all calls of one workflow/agent run.")
     routing_log: Optional[RoutingLog] = Field(
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
@@ -222,7 +227,7 @@ class HybridLLM(FunctionCallingLLM):
 
     @property
     def _cascade(self) -> CascadeRunner:
-        return CascadeRunner(self._runner)
+        return CascadeRunner(self._runner, observe=self.mode == "observe")
 
     def _verify(self, plan: "_Plan") -> Callable[[Any], Verdict]:
         """The cascade's judge of a small answer to this call."""

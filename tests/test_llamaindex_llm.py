@@ -52,6 +52,7 @@ METADATA_KEYS = {
     "escalated",
     "escalation_reason",
     "small_usage",
+    "mode",
 }
 
 

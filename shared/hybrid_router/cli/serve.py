@@ -212,6 +212,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cooldown-s", type=_positive(float), default=30.0, help="cooldown period in seconds (default: 30)")
     p.add_argument("--no-fallback", action="store_true", help="answer 502 instead of asking the other model")
     p.add_argument(
+        "--mode",
+        choices=("route", "observe"),
+        default="route",
+        help="'observe': route and record the decision, but let the large model answer every request "
+        "(measure savings before switching routing on)",
+    )
+    p.add_argument(
         "--strategy",
         choices=("route", "cascade"),
         default="route",
@@ -273,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             cooldown_after=args.cooldown_after,
             cooldown_s=args.cooldown_s,
             strategy=args.strategy,
+            observe=args.mode == "observe",
         )
         app = create_app(service, api_key=api_key, max_body_bytes=args.max_request_bytes or MAX_BODY_BYTES)
         host, port = sock.getsockname()[:2]

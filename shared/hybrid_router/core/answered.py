@@ -28,6 +28,8 @@ class Answered:
     escalation_reason: str | None = None
     #: the rejected small call's token counts on an escalation (``input_tokens``, ``output_tokens``), when known
     small_usage: Mapping[str, int] | None = None
+    #: ``"route"`` (the decision was acted on) or ``"observe"`` (the large model answered whatever the decision)
+    mode: str = "route"
 
     @property
     def escalated(self) -> bool:
@@ -75,4 +77,5 @@ class Answered:
             "escalated": self.escalated,
             "escalation_reason": self.escalation_reason,
             "small_usage": dict(self.small_usage) if self.small_usage else None,
+            "mode": self.mode,
         }

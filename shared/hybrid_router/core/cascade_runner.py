@@ -13,6 +13,10 @@ escalation and the failure both recorded.
 Streams: the small model's stream is buffered until its answer is verified (a verifier needs the whole answer),
 then replayed; an escalated call streams the large model as it comes. A fallback to the large model before the
 small model produced output streams through at once (nothing to verify).
+
+Observe mode (``CascadeRunner(runner, observe=True)``): the decision is made and recorded, but the large model
+answers every call (the small one is never called on the request path; a routing log's shadow calls can still ask
+it in the background), so a team measures what routing would save before switching it on.
 """
 
 from __future__ import annotations
@@ -88,8 +92,17 @@ def _escalated(answered: Answered, decision: RouteDecision, verdict: Verdict, sm
 class CascadeRunner:
     """Runs decisions of either strategy (see the module docstring)."""
 
-    def __init__(self, runner: FallbackRunner):
+    def __init__(self, runner: FallbackRunner, *, observe: bool = False):
         self.runner = runner
+        self.observe = observe
+
+    @staticmethod
+    def _observed(answered: Answered, decision: RouteDecision) -> Answered:
+        return replace(answered, decision=decision, mode="observe")
+
+    @staticmethod
+    def _all_large(decision: RouteDecision) -> RouteDecision:
+        return replace(decision, target="large", strategy="route", verify_threshold=None)
 
     def run(
         self,
@@ -103,6 +116,9 @@ class CascadeRunner:
         ``usage(small_result)`` gives the rejected small call's tokens, recorded on an escalation (``small_usage``)
         so cost tracking counts both calls.
         """
+        if self.observe:
+            result, answered = self.runner.run(self._all_large(decision), call)
+            return result, self._observed(answered, decision)
         result, answered = self.runner.run(decision, call)
         if not decision.verifies or answered.answered_by != "small":
             return result, answered
@@ -121,6 +137,9 @@ class CascadeRunner:
         usage: Callable[[T], Usage] | None = None,
     ) -> tuple[T, Answered]:
         """Async :meth:`run` (``verify`` stays sync: it is a CPU-bound score)."""
+        if self.observe:
+            result, answered = await self.runner.arun(self._all_large(decision), call)
+            return result, self._observed(answered, decision)
         result, answered = await self.runner.arun(decision, call)
         if not decision.verifies or answered.answered_by != "small":
             return result, answered
@@ -147,6 +166,10 @@ class CascadeRunner:
         usage: Callable[[list[T]], Usage] | None = None,
     ) -> Iterator[tuple[T, Answered]]:
         """Stream; a cascade's small answer is buffered until ``verify(chunks)`` accepts it."""
+        if self.observe:
+            for chunk, answered in self.runner.stream(self._all_large(decision), start, is_output=is_output):
+                yield chunk, self._observed(answered, decision)
+            return
         if not decision.verifies:
             yield from self.runner.stream(decision, start, is_output=is_output)
             return
@@ -182,6 +205,10 @@ class CascadeRunner:
         usage: Callable[[list[T]], Usage] | None = None,
     ) -> AsyncIterator[tuple[T, Answered]]:
         """Async :meth:`stream`."""
+        if self.observe:
+            async for chunk, answered in self.runner.astream(self._all_large(decision), start, is_output=is_output):
+                yield chunk, self._observed(answered, decision)
+            return
         if not decision.verifies:
             async for item in self.runner.astream(decision, start, is_output=is_output):
                 yield item

@@ -243,7 +243,8 @@ class RouterService:
     ``concurrency`` bounds the calls in flight per backend: a caller waiting for a slot waits inside the call, so
     the runner's ``timeout`` covers it and the other backend answers. ``timeout``, ``idle_timeout``,
     ``cooldown_after`` and ``cooldown_s`` are the :class:`FallbackRunner`'s. ``strategy`` is the server's default
-    (a request's ``strategy`` field overrides it).
+    (a request's ``strategy`` field overrides it); with ``observe`` the large model answers every request and the
+    decision is only recorded.
     """
 
     def __init__(
@@ -259,8 +260,10 @@ class RouterService:
         cooldown_after: int | None = None,
         cooldown_s: float = 30.0,
         strategy: str = "route",
+        observe: bool = False,
     ):
         validate_strategy(strategy)
+        self.observe = observe
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.router = router
@@ -306,7 +309,7 @@ class RouterService:
         def verify(completion: dict[str, Any]) -> Verdict:
             return cascade.verdict(self.router, decision, request.body, *cascade.completion_answer(completion))
 
-        result, answered = await CascadeRunner(self.runner).arun(
+        result, answered = await CascadeRunner(self.runner, observe=self.observe).arun(
             decision, lambda t: self._complete_on(t, request.body), verify, cascade.usage_of
         )
         self._log(answered)
@@ -329,7 +332,7 @@ class RouterService:
         def verify(small: list[dict[str, Any]]) -> Verdict:
             return cascade.verdict(self.router, decision, request.body, *cascade.stream_answer(small))
 
-        chunks = CascadeRunner(self.runner).astream(
+        chunks = CascadeRunner(self.runner, observe=self.observe).astream(
             decision, start, verify, is_output=is_output, usage=cascade.usage_of
         )
         try:
