@@ -20,8 +20,25 @@ per data set into ``--out`` (default ``runs/routing_quality/``).
 split is the split itself. Each ``ours`` line also times the head against a real encoder forward (one query at a
 time, interleaved): the head's share of the routing latency.
 
-Usage: python benchmarks/routing_quality.py [--datasets gsm8k mmlu mtbench alpaca] [--out DIR] [--seeds N]
-Targets (issue): ours beats the baseline by >= 0.05 APGR on every set; APGR >= 0.70 on GSM8K.
+**Answer sets** (``gsm8k_answers``, ``mtbench_answers``: the shipped GSM8K and MT-Bench turn-1 rows plus the small
+model's answers). Over ``--answer-seeds`` (default 5) 50/50 split seeds, ``train_router`` (default recipe, det
+labels, same cached encoder) is trained on the first half; because the data has a ``small_answer`` column it also
+trains the answer verifier (inputs chosen by CV on that half) and calibrates the cascade's two thresholds on a
+validation split of that half. On the test half, mean ± sd over seeds: APGR and cost advantage at 1% and 5% quality
+drop of the query-only router, the verifier alone (share = answers escalated; the small model runs on every query),
+the calibrated cascade (the stored frontier's threshold pairs applied as they are: ``evaluate_cascade``), random and
+oracle; then what the stored thresholds for ``max_quality_drop`` 1% and 5% do on the test half (large-call share,
+small-call share, realised drop), for the cascade and for route-only. Nothing is chosen on the test half. Timing (CPU,
+one thread, seed-0 router reloaded from disk so that its encoder is a real one, not the cache): one router forward
+(``score_texts([q])`` on a fresh query) against the verifier on that query's answer right after routing it
+(``score_answer(q, a)``: answer features, plus one answer forward if the chosen verifier reads the answer
+embedding). One PNG per answer set (seed 0).
+
+Usage: python benchmarks/routing_quality.py [--datasets gsm8k mmlu mtbench alpaca gsm8k_answers mtbench_answers]
+       [--out DIR] [--seeds N] [--answer-seeds N]
+Targets (issue): ours beats the baseline by >= 0.05 APGR on every set; APGR >= 0.70 on GSM8K. Answer sets: cascade
+APGR >= 0.78 on GSM8K-answers; MT-Bench-answers reported as it is (40 test rows); verifier scoring <= 1.5x one router
+forward.
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,11 +58,14 @@ import torch  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from hybrid_router import HybridRouter, RoutingData, load_routing_data  # noqa: E402
+from hybrid_router.core.cascade import simulate  # noqa: E402
+from hybrid_router.core.conversation import router_text  # noqa: E402
 from hybrid_router.core.encoder import Encoder  # noqa: E402
 from hybrid_router.train.data import shipped_path  # noqa: E402
 from hybrid_router.train.embedding_cache import CachedEncoder  # noqa: E402
 from hybrid_router.train.evaluation import (  # noqa: E402
     RoutingReport,
+    evaluate_cascade,
     evaluate_scores,
     format_table,
     oracle_scores,
@@ -63,8 +84,17 @@ DATASETS = {
     "mtbench": lambda: shipped_path("routellm_mtbench_t1"),
     "alpaca": lambda: ALPACA,
 }
+#: Sets with the small model's answers: query-only router vs verifier vs cascade, over several split seeds.
+ANSWER_DATASETS = {
+    "gsm8k_answers": lambda: shipped_path("routellm_gsm8k_answers"),
+    "mtbench_answers": lambda: shipped_path("routellm_mtbench_t1_answers"),
+}
 TARGET_MARGIN = 0.05
 TARGET_GSM8K = 0.70
+TARGET_GSM8K_ANSWERS = 0.78  # cascade APGR on the GSM8K-answers test halves (mean over seeds)
+TARGET_VERIFIER_COST = 1.5  # verifier scoring time / one router forward
+ANSWER_DROPS = (0.01, 0.05)
+ANSWER_ROWS = ("random", "query-only router", "verifier alone", "cascade (calibrated)", "oracle")
 
 
 def baseline_scores(encoder: CachedEncoder, train: RoutingData, test: RoutingData) -> np.ndarray:
@@ -170,15 +200,196 @@ def run_dataset(
     return result
 
 
+def _mean_sd(values) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    return f"{values.mean():.3f} ± {values.std():.3f}"
+
+
+def time_verifier(router: HybridRouter, queries: list[str], answers: list[str]) -> tuple[float, float, float]:
+    """Median milliseconds of one router forward (``score_texts([q])`` on a query not seen before), of the
+    verifier on that query's answer right after (``score_answer``: the query's embedding comes from the router's
+    recent-embedding cache, as in the cascade's hot path), and of the answer-feature checks alone (part of the
+    verifier's time when it reads them). Interleaved, one query at a time."""
+    route_ms, verify_ms, feature_ms = [], [], []
+    for i, (query, answer) in enumerate(zip(queries, answers)):
+        text = router_text(query)
+        start = time.perf_counter()
+        router.score_texts([text])
+        middle = time.perf_counter()
+        router.score_answer(query, answer)
+        end = time.perf_counter()
+        if "answer_features" in router.verifier.inputs:
+            router.verifier.features("answer_features", [text], [answer])
+        features_end = time.perf_counter()
+        if i >= 3:  # the first calls warm up the encoder
+            route_ms.append((middle - start) * 1e3)
+            verify_ms.append((end - middle) * 1e3)
+            feature_ms.append((features_end - end) * 1e3)
+    return float(np.median(route_ms)), float(np.median(verify_ms)), float(np.median(feature_ms))
+
+
+def run_answer_dataset(name: str, data: RoutingData, encoder: CachedEncoder, out: Path, seeds: int) -> dict:
+    """Query-only router vs verifier vs calibrated cascade over ``seeds`` 50/50 splits (see module docstring)."""
+    print(
+        f"\n=== {name} (answer set): {len(data)} queries, metric {data.metric}, small {data.small_model}, "
+        f"large {data.large_model}; {seeds} split seeds, 50/50, det labels, default recipe",
+        flush=True,
+    )
+    encoder.encode(data.queries, progress=True)  # fills the full-depth cache once; shallower depths on first use
+    per_seed: list[dict] = []
+    timing = None
+    for seed in range(seeds):
+        train, test = data.split(0.5, seed=seed)
+        small_q, large_q = test.mean_small(), test.mean_large()
+        start = time.perf_counter()
+        router = train_router(train, encoder=encoder, seed=seed).router
+        seconds = time.perf_counter() - start
+        if router.verifier is None or router.cascade is None:
+            raise RuntimeError(f"{name}: train_router trained no verifier/cascade (small_answers missing?)")
+        route_scores = router.score_texts(test.queries)
+        verify_scores = router.score_answer_batch(test.queries, test.small_answers)
+        reports = [
+            report_from_curve("random", *random_curve(small_q, large_q), small_q, large_q),
+            evaluate_scores("query-only router", route_scores, small_q, large_q),
+            evaluate_scores("verifier alone", verify_scores, small_q, large_q),
+            evaluate_cascade("cascade (calibrated)", router.cascade, route_scores, verify_scores, small_q, large_q),
+            evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q),
+        ]
+        q_large = float(large_q.mean())
+        points = {}
+        for drop in ANSWER_DROPS:
+            r, v = router.cascade.thresholds_for_max_quality_drop(drop)
+            o = simulate(route_scores, verify_scores, small_q, large_q, r, v)
+            t = router.calibration.threshold_for_max_quality_drop(drop)
+            to_large = route_scores < t
+            routed_q = float(np.where(to_large, large_q, small_q).mean())
+            points[drop] = {
+                "cascade": {
+                    "route_threshold": r,
+                    "verify_threshold": v,
+                    "large_share": o.large_share,
+                    "small_share": o.small_share,
+                    "drop": (q_large - o.quality) / max(abs(q_large), 1e-12),
+                },
+                "route-only": {
+                    "threshold": t,
+                    "large_share": float(to_large.mean()),
+                    "small_share": float(1.0 - to_large.mean()),
+                    "drop": (q_large - routed_q) / max(abs(q_large), 1e-12),
+                },
+            }
+        verifier_info = router.info.get("verifier", {})
+        per_seed.append(
+            {
+                "seed": seed,
+                "n_train": len(train),
+                "n_test": len(test),
+                "train_seconds": round(seconds, 1),
+                "verifier": verifier_info.get("chosen", "+".join(router.verifier.inputs)),
+                "router_depth": router.info.get("depth_selection", {}).get("chosen", "all"),
+                "rows": {rep.name: rep.row() for rep in reports},
+                "operating_points": {f"{d:.0%}": p for d, p in points.items()},
+            }
+        )
+        print(
+            f"  seed {seed}: train {len(train)} / test {len(test)}, trained in {seconds:.1f}s; router depth "
+            f"{per_seed[-1]['router_depth']}, verifier {per_seed[-1]['verifier']}; APGR query-only "
+            f"{reports[1].apgr:.3f}, verifier {reports[2].apgr:.3f}, cascade {reports[3].apgr:.3f}",
+            flush=True,
+        )
+        if seed == 0:
+            plot_reports(
+                reports,
+                str(out / f"routing_quality_{name}.png"),
+                title=f"{name}, seed 0 test half: quality vs large-model calls",
+            )
+            with tempfile.TemporaryDirectory() as tmp:  # reloaded: a real encoder, not the embedding cache
+                loaded = HybridRouter.load(router.save(tmp))
+                n_timed = min(40, len(test))
+                timing = (*time_verifier(loaded, test.queries[:n_timed], test.small_answers[:n_timed]), n_timed - 3)
+                timing_inputs = loaded.verifier.inputs
+    # ---- tables
+    print(f"\n{name}: test half, mean ± sd over {seeds} split seeds (n_test = {per_seed[0]['n_test']})")
+    cols = ("APGR", "CA@1%drop", "CA@5%drop")
+    table = [
+        {"router": row, **{c: _mean_sd([s["rows"][row][c] for s in per_seed]) for c in cols}} for row in ANSWER_ROWS
+    ]
+    print(format_table(table))
+    print(
+        "  (verifier alone: share = answers escalated, the small model runs on every query; cascade: share = calls "
+        "reaching the large model, escalations included; CA = 1 - that share)"
+    )
+    print(f"\n{name}: stored max_quality_drop thresholds applied to the test half, mean ± sd over {seeds} seeds")
+    op_rows = []
+    for drop in ANSWER_DROPS:
+        for policy in ("route-only", "cascade"):
+            vals = [s["operating_points"][f"{drop:.0%}"][policy] for s in per_seed]
+            op_rows.append(
+                {
+                    "max_quality_drop": f"{drop:.0%}",
+                    "policy": policy,
+                    "large-call share": _mean_sd([v["large_share"] for v in vals]),
+                    "small-call share": _mean_sd([v["small_share"] for v in vals]),
+                    "realised drop": _mean_sd([v["drop"] for v in vals]),
+                }
+            )
+    print(format_table(op_rows))
+    print("  (small-call share: queries the small model answers first; escalated ones also reach the large model)")
+    cascade_apgr = float(np.mean([s["rows"]["cascade (calibrated)"]["APGR"] for s in per_seed]))
+    query_apgr = float(np.mean([s["rows"]["query-only router"]["APGR"] for s in per_seed]))
+    if name == "gsm8k_answers":
+        status = "met" if cascade_apgr >= TARGET_GSM8K_ANSWERS else "MISSED"
+        print(
+            f"  target: cascade APGR >= {TARGET_GSM8K_ANSWERS}: {cascade_apgr:.3f} -> {status} "
+            f"(query-only {query_apgr:.3f})"
+        )
+    else:
+        print(
+            f"  reported as it is: {per_seed[0]['n_test']} test rows per seed, cascade APGR {cascade_apgr:.3f}, "
+            f"query-only {query_apgr:.3f}; with so few rows a seed's curve moves in steps of "
+            f"1/{per_seed[0]['n_test']}"
+        )
+    result = {"per_seed": per_seed, "table": table, "operating_points": op_rows}
+    if timing is not None:
+        route_ms, verify_ms, feature_ms, n_timed = timing
+        ratio = verify_ms / route_ms
+        status = "met" if ratio <= TARGET_VERIFIER_COST else "MISSED"
+        print(
+            f"  timing (seed-0 router, CPU, 1 thread, median of {n_timed} queries): router forward {route_ms:.1f} ms, "
+            f"verifier {verify_ms:.1f} ms = {ratio:.2f}x (target <= {TARGET_VERIFIER_COST}x: {status}; of which "
+            f"answer features {feature_ms:.1f} ms); verifier "
+            f"inputs {'+'.join(timing_inputs)}"
+            + (" (reads the answer embedding: one more encoder forward)" if "answer" in timing_inputs else ""),
+            flush=True,
+        )
+        result["timing"] = {
+            "router_forward_ms": round(route_ms, 2),
+            "verifier_ms": round(verify_ms, 2),
+            "answer_features_ms": round(feature_ms, 2),
+            "ratio": round(ratio, 3),
+            "verifier_inputs": list(timing_inputs),
+        }
+    result["verifier_choices"] = [s["verifier"] for s in per_seed]
+    return result
+
+
 def main() -> None:
     """Run the benchmark on the chosen data sets."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    parser.add_argument(
+        "--datasets", nargs="+", choices=sorted({**DATASETS, **ANSWER_DATASETS}), default=[*DATASETS, *ANSWER_DATASETS]
+    )
     parser.add_argument("--out", default=str(ROOT / "runs" / "routing_quality"))
     parser.add_argument("--cache-dir", default=str(ROOT / "scratch" / "emb_cache"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--seeds", type=int, default=1, help="also repeat baseline vs ours (det) over this many split seeds (mean ± sd)"
+    )
+    parser.add_argument(
+        "--answer-seeds",
+        type=int,
+        default=5,
+        help="split seeds for the answer sets (query-only vs verifier vs cascade)",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -187,12 +398,16 @@ def main() -> None:
     encoder = CachedEncoder("minilm", cache_dir=args.cache_dir)
     forward = Encoder("minilm")  # a real forward pass, for the head's share of the routing latency
     results = {}
-    for name in args.datasets:
+    for name in [d for d in args.datasets if d in DATASETS]:
         path = DATASETS[name]()
         if not Path(path).is_file():
             print(f"\n=== {name}: skipped ({path} not found)")
             continue
         results[name] = run_dataset(name, load_routing_data(path), encoder, forward, out, args.seed, args.seeds)
+    for name in [d for d in args.datasets if d in ANSWER_DATASETS]:
+        results[name] = run_answer_dataset(
+            name, load_routing_data(ANSWER_DATASETS[name]()), encoder, out, max(1, args.answer_seeds)
+        )
     (out / "routing_quality.json").write_text(json.dumps(results, indent=1))
     if "gsm8k" in results:
         gsm = max(r["APGR"] for r in results["gsm8k"]["rows"] if str(r["router"]).startswith("ours"))
