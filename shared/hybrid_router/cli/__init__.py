@@ -14,7 +14,19 @@ import sys
 from ..core.encoder import EncoderLoadError
 from ..core.redact import redact
 
-COMMANDS = ("train", "eval", "score_log", "export_pairs", "export_sft", "distill", "serve", "demo")
+COMMANDS = (
+    "train",
+    "eval",
+    "score_log",
+    "export_pairs",
+    "export_sft",
+    "distill",
+    "serve",
+    "demo",
+    "replay",
+    "learn",
+    "report",
+)
 
 #: Errors caused by the user's input (files, folders, options): one line on stderr and exit status 2, no traceback.
 #: ValueError covers DataError, RouterFileError, LogFileError and undecodable text; OSError covers missing,

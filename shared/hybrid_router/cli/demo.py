@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{DEFAULT_LARGE_PRICE.output_per_million:g})",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the table and totals as JSON")
+    p.add_argument(
+        "--learn",
+        action="store_true",
+        help="instead: replay shipped GSM8K traffic (no model calls, under 2 minutes) and show the savings growing "
+        "as 'learn' retrains the router on it",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print the table."""
     from ..serve.demo import DEMO_QUERIES, format_demo, run_demo
 
+    if args.learn:
+        from ..loop.demo import run_learn_demo
+
+        run_learn_demo()
+        return 0
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -1,0 +1,62 @@
+"""``hybrid-llm learn LOG --out DIR``: retrain the router on a routing log, promote it only when it is better."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``learn`` subcommand."""
+    p = sub.add_parser(
+        "learn",
+        help="retrain the router on a routing log and write it only if it beats the current one",
+        description="Grades the log if needed, trains a router (and the answer verifier when answers are "
+        "logged) on all but the newest scored pairs, compares it with the base router on those newest pairs "
+        "(APGR, cost advantage at a 1%% quality drop, large share at the base's threshold) and writes it to "
+        "DIR only when its APGR is higher (or with --force). Run it from cron to retrain on a schedule.",
+    )
+    p.add_argument("log", help="routing log (SQLite) with shadow answers")
+    p.add_argument("--out", required=True, help="router folder to write (replaced atomically)")
+    p.add_argument(
+        "--base", default=None, help="router folder to beat (default: the router in --out, else the shipped one)"
+    )
+    p.add_argument("--holdout", type=float, default=0.2, help="newest share of the scored pairs held out (0.2)")
+    p.add_argument("--force", action="store_true", help="write the new router even when it is not better")
+    p.add_argument("--min-gain", type=float, default=0.0, help="APGR gain needed to promote (default 0)")
+    p.add_argument("--scorer", default=None, help="scores to learn from (default: the log's only scorer)")
+    p.add_argument("--references", default=None, help="CSV/JSONL of query, reference: grade an ungraded log by match")
+    p.add_argument("--labels", default="det", choices=("det", "prob", "trans"), help="label mode (det)")
+    p.add_argument(
+        "--encoder-layers", type=int, default=None, help="fix the encoder depth (default: chosen by cross-validation)"
+    )
+    p.add_argument("--no-refit", action="store_true", help="do not refit a promoted router on the held-out pairs too")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Learn, print the comparison table and the decision."""
+    from ..core.encoder import Encoder
+    from ..loop.learn import learn
+
+    if args.encoder_layers is not None and args.encoder_layers < 1:
+        raise ValueError(f"--encoder-layers must be >= 1, got {args.encoder_layers}")
+    if args.min_gain < 0:
+        raise ValueError(f"--min-gain must be >= 0, got {args.min_gain}")
+    result = learn(
+        args.log,
+        args.out,
+        base=args.base,
+        holdout=args.holdout,
+        force=args.force,
+        min_gain=args.min_gain,
+        scorer=args.scorer,
+        references=args.references,
+        labels=args.labels,
+        encoder=Encoder(layers=args.encoder_layers) if args.encoder_layers else None,
+        depths=None if args.encoder_layers else (3, 4, None),
+        refit_all=not args.no_refit,
+        seed=args.seed,
+    )
+    print(result.summary())
+    return 0
