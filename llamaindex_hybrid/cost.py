@@ -7,6 +7,7 @@ else the tokenizer's estimate), so the two always agree.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Callable, Iterator, List, Mapping, Optional
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -20,6 +21,10 @@ from llama_index.core.utilities.token_counting import TokenCounter
 from hybrid_router import CostTracker, PriceTable
 
 from .events import HybridRouteEvent
+
+#: The handlers of the :func:`track_costs` blocks active in this context (asyncio tasks and threads started with
+#: a copy of the context inherit it), so concurrent blocks each count only their own calls.
+_ACTIVE: ContextVar[tuple] = ContextVar("hybrid_track_costs", default=())
 
 
 class HybridCostHandler(BaseEventHandler):
@@ -35,6 +40,7 @@ class HybridCostHandler(BaseEventHandler):
 
     _tracker: CostTracker = PrivateAttr()
     _counter: TokenCounter = PrivateAttr()
+    _scoped: bool = PrivateAttr(default=False)
 
     def __init__(self, prices: PriceTable | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(prices=prices, **kwargs)
@@ -56,6 +62,8 @@ class HybridCostHandler(BaseEventHandler):
         """Record a routing event; ignore every other event."""
         if not isinstance(event, HybridRouteEvent):
             return
+        if self._scoped and not any(h is self for h in _ACTIVE.get()):
+            return  # a call outside this handler's track_costs block
         if event.prompt is not None:
             payload = {EventPayload.PROMPT: event.prompt, EventPayload.COMPLETION: event.response}
         else:
@@ -72,11 +80,18 @@ class HybridCostHandler(BaseEventHandler):
 def track_costs(
     prices: PriceTable | Mapping[str, Any] | None = None, *, tokenizer: Optional[Callable[[str], List[Any]]] = None
 ) -> Iterator[HybridCostHandler]:
-    """Count the cost of every HybridLLM call inside the block (registers a handler, removes it on exit)."""
+    """Count the cost of every HybridLLM call made inside the block, and only those.
+
+    The handler sits on the root dispatcher while the block runs, but counts only calls made in this block's
+    context (tasks and threads it starts included): two concurrent blocks each count their own calls.
+    """
     handler = HybridCostHandler(prices, tokenizer=tokenizer)
+    handler._scoped = True
     root = get_dispatcher()
     root.add_event_handler(handler)
+    token = _ACTIVE.set((*_ACTIVE.get(), handler))
     try:
         yield handler
     finally:
+        _ACTIVE.reset(token)
         root.event_handlers = [h for h in root.event_handlers if h is not handler]

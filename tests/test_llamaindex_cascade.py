@@ -171,3 +171,21 @@ def test_openai_like_unparsable_tool_call_is_escalated(cascade_router):
     assert meta(response)["small_usage"] == {"input_tokens": 9, "output_tokens": 4}
     calls = llm.get_tool_calls_from_response(response)
     assert calls[0].tool_kwargs == {"a": 12, "b": 12}
+
+
+def test_concurrent_track_costs_blocks_count_only_their_own_calls(default_router):
+    from llamaindex_hybrid.cost import track_costs
+
+    llm = HybridLLM(Canned(name="s", text="a"), Canned(name="l", text="b"), router=default_router)
+
+    async def block(n: int) -> int:
+        with track_costs({"s": (1, 1), "l": (1, 1)}) as cost:
+            for _ in range(n):
+                await llm.acomplete(QUESTION)
+                await asyncio.sleep(0)
+        return sum(t.calls for t in cost.tracker.per_model.values())
+
+    async def main() -> list[int]:
+        return await asyncio.gather(block(2), block(3))
+
+    assert asyncio.run(main()) == [2, 3]

@@ -148,9 +148,10 @@ def test_same_ranks_keeps_the_calibrated_split():
 
 
 def test_the_refitted_router_sends_the_calibrated_share_large(trained, gsm8k_answers):
+    """Tables come from out-of-fold scores of all 300 queries, carried onto the refitted head by rank."""
     router = trained.router
-    _, val_idx = gsm8k_answers.subset(np.arange(300)).split_indices(0.8, seed=0)
-    val = gsm8k_answers.subset(np.arange(300)).subset(val_idx)
-    share = float(np.mean(router.score_texts(val.queries) < router.default_threshold))
+    assert router.info["calibration"] == "out-of-fold" and router.calibration.n_queries == 300
+    rows = gsm8k_answers.subset(np.arange(300))
+    share = float(np.mean(router.score_texts(rows.queries) < router.default_threshold))
     calibrated = router.calibration.large_share[router.calibration.thresholds == router.default_threshold][0]
     assert share == pytest.approx(calibrated, abs=1e-9)

@@ -4,7 +4,7 @@ held-out split, report metrics, refit the head on all queries."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -13,12 +13,13 @@ from ..core.cascade import CascadeCalibration
 from ..core.encoder import DEFAULT_ENCODER, Encoder
 from ..core.options import validate_fraction
 from ..core.router import HybridRouter
+from ..core.verifier import AnswerVerifier
 from .data_io import RoutingData
 from .depth import DEFAULT_DEPTHS, select_depth
 from .evaluation import RoutingReport, evaluate_cascade, evaluate_scores, evaluate_with_references
 from .labels import make_labels
-from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, fit_logistic, fit_selection, run_recipe
-from .verifier import fit_candidate, predict, select_verifier, verifier_inputs
+from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, _folds, fit_logistic, fit_selection, run_recipe
+from .verifier import VerifierInputs, VerifierSelection, fit_candidate, predict, select_verifier, verifier_inputs
 
 __all__ = [
     "DEFAULT_MAX_QUALITY_DROP",
@@ -82,9 +83,14 @@ def train_router(
 
     When ``data`` has the small model's answers (a ``small_answer`` column) and ``verifier`` is set, the answer
     verifier is trained too (:mod:`hybrid_router.train.verifier`, same labels, inputs chosen by CV on the training
-    split), and the cascade's two thresholds are calibrated jointly on the validation split
+    split), and the cascade's two thresholds are calibrated jointly
     (:class:`~hybrid_router.core.cascade.CascadeCalibration`); the validation reports then include the verifier
-    alone and the cascade (calibrated on those same rows, so optimistic: ``hybrid-llm eval`` on other data is not).
+    alone and the cascade (its report calibrated on the validation rows themselves, so optimistic: ``hybrid-llm
+    eval`` on other data is not).
+
+    Calibration: with ``refit`` (and at least :data:`MIN_OOF_QUERIES` queries) the tables come from 5-fold
+    out-of-fold scores over all queries, then are carried onto the refitted head's (and verifier's) scores by rank
+    (:func:`same_ranks`); without ``refit``, from the validation split.
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
@@ -123,26 +129,117 @@ def train_router(
     emb_val = enc.encode(val.queries, progress=progress)
     val_scores = router.score_embeddings(emb_val, val.queries)
     small_q, large_q = val.mean_small(), val.mean_large()
-    router.calibration = Calibration.fit(val_scores, small_q, large_q)
     reports = evaluate_with_references(val_scores, small_q, large_q)
+    emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
+    emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
+    answers = VerifierPlan.make(router, data, emb_all, train_idx, y, seed, progress) if verifier else None
+    val_verifier_scores = None
+    if answers is not None:
+        val_verifier_scores = predict(answers.fit(train_idx, y), answers.inputs.subset(val_idx))
+        on_val = CascadeCalibration.fit(val_scores, val_verifier_scores, small_q, large_q)
+        reports[-1:-1] = [
+            evaluate_scores("verifier", val_verifier_scores, small_q, large_q),
+            evaluate_cascade("cascade", on_val, val_scores, val_verifier_scores, small_q, large_q),
+        ]
+        router.info["verifier"] = answers.selection.to_dict()
+    if refit:
+        y_all = make_labels(data, labels, t=t_used)[0]
+        _refit_and_calibrate(router, fitted.refit, answers, data, emb_all, y_all, seed)
+    else:
+        _calibrate(router, val_scores, val_verifier_scores, small_q, large_q)
+        if answers is not None:
+            router.verifier = answers.fit(train_idx, y)
     if default_max_quality_drop is not None:
         router.default_threshold = router.calibration.threshold_for_max_quality_drop(default_max_quality_drop)
         router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
-    emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
-    emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
-    y_all = make_labels(data, labels, t=t_used)[0] if refit else None
-    val_verifier_scores = None
-    if verifier and data.small_answers is not None:
-        val_verifier_scores = _add_verifier(router, data, train_idx, val_idx, emb_all, y, y_all, seed, progress)
-        cascade = evaluate_cascade("cascade", router.cascade, val_scores, val_verifier_scores, small_q, large_q)
-        reports[-1:-1] = [evaluate_scores("verifier", val_verifier_scores, small_q, large_q), cascade]
-    if refit:
-        router.head = fitted.refit(emb_all, data.queries, y_all, seed)
-        router.info.update(n_train=len(data), refit_on_all=True)
-        _carry_thresholds(router, val_scores, router.score_embeddings(emb_val, val.queries))
     return TrainResult(
         router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores, val_verifier_scores
     )
+
+
+@dataclass
+class VerifierPlan:
+    """The answer verifier's inputs for every query and the configuration chosen on the training split."""
+
+    inputs: VerifierInputs
+    selection: VerifierSelection
+    seed: int
+
+    @classmethod
+    def make(cls, router, data, query_emb, train_idx, y_train, seed, progress) -> "VerifierPlan | None":
+        """None when the data has no small-model answers."""
+        if data.small_answers is None:
+            return None
+        answer_emb = router.encoder.encode(data.small_answers, progress=progress)
+        inputs = verifier_inputs(data.queries, data.small_answers, query_emb, answer_emb)
+        return cls(inputs, select_verifier(inputs.subset(train_idx), y_train, seed), seed)
+
+    def fit(self, index: np.ndarray, labels: np.ndarray) -> AnswerVerifier:
+        """The chosen configuration fitted on the queries at ``index``."""
+        verifier = fit_candidate(self.selection.chosen, self.inputs.subset(index), labels, self.seed)
+        verifier.info.update(self.selection.to_dict(), n_train=len(index))
+        return verifier
+
+
+#: Calibration tables come from out-of-fold scores over all queries when there are at least this many.
+MIN_OOF_QUERIES = 50
+OOF_FOLDS = 5
+
+
+def _out_of_fold(n: int, seed: int, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Scores of every query by a model fitted without its fold (``fit_predict(train_idx, test_idx)``)."""
+    out = np.empty(n, dtype=np.float64)
+    for test in _folds(n, OOF_FOLDS, seed):
+        out[test] = fit_predict(np.setdiff1d(np.arange(n), test), test)
+    return out
+
+
+def _refit_and_calibrate(
+    router: HybridRouter,
+    refit: HeadFitter,
+    answers: VerifierPlan | None,
+    data: RoutingData,
+    emb: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+) -> None:
+    """Refit the head (and verifier) on all queries; calibrate on out-of-fold scores of all queries.
+
+    Out-of-fold scores cover every query, not only the validation split, so the tables (and the cascade's 2-D
+    frontier) are estimated on 5x more rows; they are then carried onto the refitted models' scores by rank.
+    """
+    queries = data.queries
+    n = len(queries)
+
+    def head_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = refit(emb[train], [queries[i] for i in train], y[train], seed)
+        return np.clip(head.predict(emb[test], [queries[i] for i in test]), 0.0, 1.0)
+
+    def verifier_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return predict(answers.fit(train, y[train]), answers.inputs.subset(test))
+
+    use_oof = n >= MIN_OOF_QUERIES and np.ptp(y) > 0
+    router.head = refit(emb, queries, y, seed)
+    router.info.update(n_train=n, refit_on_all=True, calibration="out-of-fold" if use_oof else "refit scores")
+    now = router.score_embeddings(emb, queries)
+    route_cal = _out_of_fold(n, seed, head_scores) if use_oof else now
+    verify_now = verify_cal = None
+    if answers is not None:
+        router.verifier = answers.fit(np.arange(n), y)
+        verify_now = predict(router.verifier, answers.inputs)
+        verify_cal = _out_of_fold(n, seed, verifier_scores) if use_oof else verify_now
+    _calibrate(router, route_cal, verify_cal, data.mean_small(), data.mean_large())
+    router.calibration.thresholds = same_ranks(router.calibration.thresholds, route_cal, now)
+    if router.cascade is not None:
+        router.cascade.route_thresholds = same_ranks(router.cascade.route_thresholds, route_cal, now)
+        router.cascade.verify_thresholds = same_ranks(router.cascade.verify_thresholds, verify_cal, verify_now)
+
+
+def _calibrate(router: HybridRouter, route_scores, verify_scores, small_q, large_q) -> None:
+    """The router's calibration table (and the cascade's, given verifier scores) from labelled scores."""
+    router.calibration = Calibration.fit(route_scores, small_q, large_q)
+    if verify_scores is not None:
+        router.cascade = CascadeCalibration.fit(route_scores, verify_scores, small_q, large_q)
 
 
 def same_ranks(thresholds: np.ndarray, old_scores: np.ndarray, new_scores: np.ndarray) -> np.ndarray:
@@ -159,43 +256,3 @@ def same_ranks(thresholds: np.ndarray, old_scores: np.ndarray, new_scores: np.nd
     above_all = min(float(np.nextafter(new[-1], np.inf)), 1.0)
     mapped = np.where(below < len(new), new[np.minimum(below, len(new) - 1)], above_all)
     return np.where(np.asarray(thresholds) <= 0.0, 0.0, np.maximum(mapped, np.nextafter(0.0, 1.0)))
-
-
-def _carry_thresholds(router: HybridRouter, old_scores: np.ndarray, new_scores: np.ndarray) -> None:
-    """Move the router's calibrated thresholds onto the refitted head's scores (see :func:`same_ranks`)."""
-    calibration = router.calibration
-    calibration.thresholds = same_ranks(calibration.thresholds, old_scores, new_scores)
-    router.default_threshold = float(same_ranks([router.default_threshold], old_scores, new_scores)[0])
-    if router.cascade is not None:
-        router.cascade.route_thresholds = same_ranks(router.cascade.route_thresholds, old_scores, new_scores)
-
-
-def _add_verifier(
-    router: HybridRouter,
-    data: RoutingData,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    query_emb: np.ndarray,
-    y_train: np.ndarray,
-    y_all: np.ndarray | None,
-    seed: int,
-    progress: bool,
-) -> np.ndarray:
-    """Train the answer verifier on the training split, calibrate the cascade on the validation split and (given
-    ``y_all``) refit the chosen verifier on all queries; returns the validation answers' scores."""
-    answers = data.small_answers
-    answer_emb = router.encoder.encode(answers, progress=progress)
-    inputs = verifier_inputs(data.queries, answers, query_emb, answer_emb)
-    selection = select_verifier(inputs.subset(train_idx), y_train, seed)
-    fitted = fit_candidate(selection.chosen, inputs.subset(train_idx), y_train, seed)
-    val_scores = predict(fitted, inputs.subset(val_idx))
-    route_scores = router.score_embeddings(query_emb[val_idx], [data.queries[i] for i in val_idx])
-    val = data.subset(val_idx)
-    router.cascade = CascadeCalibration.fit(route_scores, val_scores, val.mean_small(), val.mean_large())
-    router.verifier = fitted if y_all is None else fit_candidate(selection.chosen, inputs, y_all, seed)
-    router.verifier.info.update(selection.to_dict(), n_train=len(train_idx) if y_all is None else len(data))
-    if y_all is not None:
-        refit_scores = predict(router.verifier, inputs.subset(val_idx))
-        router.cascade.verify_thresholds = same_ranks(router.cascade.verify_thresholds, val_scores, refit_scores)
-    router.info["verifier"] = selection.to_dict()
-    return val_scores
