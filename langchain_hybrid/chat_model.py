@@ -101,6 +101,13 @@ class HybridChatModel(BaseChatModel):
     background, so ``hybrid-llm report LOG`` shows what routing would save before you switch it on."""
     routing_log: RoutingLog | None = Field(default=None, exclude=True)
     """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
+    router_input: Literal["conversation", "last_user"] | Callable[[Any], str] = Field(
+        default="conversation", exclude=True
+    )
+    """What the router scores: ``"conversation"`` (the latest user turn, earlier turns, the system prompt),
+    ``"last_user"`` (the latest user message alone) or a callable (the message list -> text), e.g. one that takes
+    the question out of a RAG prompt. A text longer than the encoder reads keeps its start and its end. The
+    routing record's ``router_input`` says which was used."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -432,7 +439,8 @@ class HybridChatModel(BaseChatModel):
             return kwargs
         kwargs = dict(kwargs)
         options, source = resolve_from_config(pop_routing(kwargs), config, self._routing_defaults())
-        decision = self.router.decide(self._convert_input(input).to_messages(), options, source)
+        messages = self._convert_input(input).to_messages()
+        decision = self.router.decide(messages, options, source, router_input=self.router_input)
         kwargs[DECISION_KEY] = decision.to_dict()
         return kwargs
 
@@ -457,7 +465,7 @@ class HybridChatModel(BaseChatModel):
         options, source = resolve_call_options(
             call_options, metadata, ensure_config().get("configurable"), self._routing_defaults()
         )
-        return self.router.decide(messages, options, source), rest
+        return self.router.decide(messages, options, source, router_input=self.router_input), rest
 
     def _child(self, target: str) -> BaseChatModel:
         return self.small if target == "small" else self.large

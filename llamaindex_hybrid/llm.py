@@ -54,6 +54,8 @@ from hybrid_router.core.records import add_route_record
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade
+from .engine_query import ENGINE_QUERY_LABEL, current_engine_query
+from .engine_query import install as install_engine_query
 from .events import emit_route_event
 from .traffic import log_answer
 
@@ -175,6 +177,18 @@ class HybridLLM(FunctionCallingLLM):
     routing_log: Optional[RoutingLog] = Field(
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
     )
+    router_input: Union[Literal["conversation", "last_user"], Callable[[Any], str]] = Field(
+        default="conversation",
+        exclude=True,
+        description="What the router scores: 'conversation' (latest user turn, earlier turns, system prompt), "
+        "'last_user' (the latest user message alone) or a callable (messages -> text). Long texts keep their start "
+        "and their end.",
+    )
+    engine_query: bool = Field(
+        default=True,
+        description="Inside a query engine's query()/aquery(), route on its query string instead of the prompt "
+        "(whose retrieved context would hide the question); see llamaindex_hybrid.engine_query.",
+    )
 
     _runners: Optional[tuple[tuple[Any, ...], FallbackRunner]] = PrivateAttr(default=None)
     _pins: RoutePins = PrivateAttr()
@@ -184,6 +198,7 @@ class HybridLLM(FunctionCallingLLM):
         super().__init__(small=small, large=large, router=router or HybridRouter.shared_default(), **kwargs)
         _ = self._defaults, self._runner  # validate the default options and the runner settings now
         self._pins = RoutePins()
+        install_engine_query()
         if share_callbacks:
             self._share_callback_manager()
 
@@ -276,7 +291,14 @@ class HybridLLM(FunctionCallingLLM):
         if pinned is not None:
             router_text(query)  # still reject empty input
             return _Plan(pinned, child_kwargs, run, query)
-        return _Plan(self.router.decide(query, options, source), child_kwargs, run, query)
+        question = current_engine_query() if self.engine_query else None
+        if question is not None:
+            router_text(query)  # still reject empty input
+            decision = self.router.decide(question, options, source, router_input_label=ENGINE_QUERY_LABEL)
+            return _Plan(decision, child_kwargs, run, question)
+        return _Plan(
+            self.router.decide(query, options, source, router_input=self.router_input), child_kwargs, run, query
+        )
 
     async def _aplan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
         """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""

@@ -53,6 +53,7 @@ METADATA_KEYS = {
     "escalation_reason",
     "small_usage",
     "mode",
+    "router_input",
 }
 
 

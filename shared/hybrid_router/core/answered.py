@@ -78,4 +78,5 @@ class Answered:
             "escalation_reason": self.escalation_reason,
             "small_usage": dict(self.small_usage) if self.small_usage else None,
             "mode": self.mode,
+            "router_input": self.decision.router_input,
         }

@@ -8,8 +8,13 @@ list it is:
     system: <system prompt(s)>
 
 joined by blank lines. The latest user turn comes first so that the encoder's length limit (256 tokens for
-MiniLM) cuts the oldest context, never the question being answered; earlier turns still shift the score
-(a follow-up like "and now in French?" is scored with what it refers to). Messages may be dicts
+MiniLM) never cuts the question being answered; earlier turns still shift the score (a follow-up like "and now in
+French?" is scored with what it refers to). A longer text keeps the first and the last half of that budget
+(:mod:`hybrid_router.core.encoder`, ``truncation="head_tail"``), so the end of a long user turn (where RAG
+templates put the question after the retrieved context) is read too.
+
+``router_input`` (:func:`select_router_text`) chooses another text: ``"last_user"`` (the latest user turn alone)
+or a callable (the message list -> text). Messages may be dicts
 (``{"role", "content"}``, OpenAI style), LangChain messages (``.type``), LlamaIndex ``ChatMessage`` (``.role``)
 or ``(role, content)`` tuples; list-of-parts content keeps its text parts.
 
@@ -131,3 +136,61 @@ def router_text(query: str | Sequence[Any]) -> str:
     ]
     system = [f"system: {text}" for role, text in messages if role == "system" and text]
     return _check_unicode("\n\n".join(head + earlier + system))
+
+
+#: The named ways a call's input becomes the router text (``router_input=``); a callable is the third way.
+ROUTER_INPUTS = ("conversation", "last_user")
+
+
+def check_router_input(router_input: Any) -> Any:
+    """``router_input`` when it is ``"conversation"``, ``"last_user"`` or a callable, else a ValueError."""
+    if callable(router_input) or router_input in ROUTER_INPUTS:
+        return router_input
+    raise ValueError(
+        f"router_input must be one of {', '.join(map(repr, ROUTER_INPUTS))} or a callable (messages -> text), "
+        f"got {router_input!r}"
+    )
+
+
+def router_input_label(router_input: Any) -> str:
+    """How the routing record names ``router_input``: its name, or ``"callable:<qualified name>"``."""
+    if isinstance(router_input, str):
+        return router_input
+    name = getattr(router_input, "__qualname__", None) or type(router_input).__qualname__
+    return f"callable:{name}"
+
+
+def last_user_text(query: str | Sequence[Any]) -> str | None:
+    """The text of the latest user turn with text (a string query is itself), or None when there is none."""
+    if isinstance(query, str):
+        return query
+    for role, text in reversed([message_role_and_text(m) for m in (query or [])]):
+        if role == "user" and text:
+            return text
+    return None
+
+
+def select_router_text(query: str | Sequence[Any], router_input: Any = "conversation") -> tuple[str, str]:
+    """(router text, label of what it is) for a query or message list under ``router_input``.
+
+    - ``"conversation"``: :func:`router_text` (the latest user turn, earlier turns, the system prompt).
+    - ``"last_user"``: the latest user turn alone; a list with no user text falls back to the conversation rule
+      (and the label says ``"conversation"``).
+    - a callable: called with the query as given (a string or the message list); it must return a non-empty
+      string, which is routed on as it is.
+
+    Empty input is a ValueError whatever the mode, so a call is rejected before any model runs.
+    """
+    check_router_input(router_input)
+    if router_input == "conversation":
+        return router_text(query), "conversation"
+    if router_input == "last_user":
+        text = last_user_text(query)
+        if text is None or not text.strip():
+            return router_text(query), "conversation"
+        return router_text(text), "last_user"
+    router_text(query)  # reject empty input before the callable runs
+    text = router_input(query)
+    if not isinstance(text, str):
+        raise ValueError(f"router_input {router_input_label(router_input)} returned {type(text).__name__}, not text")
+    return router_text(text), router_input_label(router_input)

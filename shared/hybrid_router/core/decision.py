@@ -17,6 +17,9 @@ class RouteDecision:
     ``strategy`` is ``"route"`` (the chosen model answers) or ``"cascade"``: then ``target == "small"`` means the
     small model answers first and its answer is accepted iff the verifier's score reaches ``verify_threshold``
     (else the large model answers too); ``"large"`` means the query was sent to the large model at once.
+
+    ``router_input`` says what the score was computed on: ``"conversation"``, ``"last_user"``,
+    ``"callable:<name>"`` (a caller's function), or ``"engine_query"`` (a LlamaIndex query engine's query string).
     """
 
     target: str
@@ -26,6 +29,7 @@ class RouteDecision:
     requested: float | str | None = None
     strategy: str = "route"
     verify_threshold: float | None = None
+    router_input: str = "conversation"
 
     @property
     def verifies(self) -> bool:

@@ -17,6 +17,11 @@ The ONNX files are built locally from the encoder's weights on first use and cac
 ``layers=N`` keeps only the first N transformer layers (layer dropping, a compressed encoder: the forward pass costs
 about N / num_hidden_layers of the full one). A head must be trained on the embeddings of the same setting; the
 router artifact stores it next to the encoder name.
+
+Truncation (``Encoder(name, truncation=...)``): the encoder reads ``max_length`` (256) tokens. ``"head_tail"``
+(default) keeps the first half and the last half of that budget of a longer text, so the end of a long prompt, where
+templates put the question (a RAG prompt's context comes first), always reaches the router; ``"head"`` keeps the
+first tokens only (the behaviour before 0.3). A text that fits is encoded the same way by both.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -36,6 +41,8 @@ DEFAULT_ENCODER = "minilm"
 MINILM_NAMES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 BACKENDS = ("torch", "onnx", "int8")
 DEFAULT_BACKEND = "torch"
+TRUNCATIONS = ("head_tail", "head")
+DEFAULT_TRUNCATION = "head_tail"
 
 
 class EncoderLoadError(RuntimeError):
@@ -80,6 +87,28 @@ def encoder_depth(name_or_path: str) -> int:
         raise EncoderLoadError(f"cannot read the layer count of encoder {name_or_path!r}: {exc}") from exc
 
 
+def _head_and_tail(encoding: dict[str, list[int]], max_length: int) -> dict[str, list[int]]:
+    """One tokenized text cut to ``max_length`` tokens: its leading and trailing special tokens, then the first half
+    and the last half of the budget left for the text's own tokens."""
+    special = encoding.pop("special_tokens_mask")
+    if len(special) <= max_length:
+        return encoding
+    lead = next((i for i, s in enumerate(special) if not s), len(special))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    budget = max(max_length - lead - trail, 0)
+    head = budget - budget // 2
+    end = len(special) - trail
+    keep = [*range(lead + head), *range(end - (budget - head), len(special))]
+    return {key: [values[i] for i in keep] for key, values in encoding.items()}
+
+
+def check_truncation(truncation: str) -> str:
+    """``truncation`` when it is a known mode, else a ValueError naming the modes."""
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"unknown encoder truncation {truncation!r}; choose one of {', '.join(TRUNCATIONS)}")
+    return truncation
+
+
 def check_layers(layers: int | None, available: int, name: str) -> None:
     """A clear error for a ``layers`` setting the encoder cannot have."""
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= available):
@@ -114,6 +143,7 @@ class Encoder:
     backend: str = DEFAULT_BACKEND
     layers: int | None = None
     threads: int | None = None
+    truncation: str = DEFAULT_TRUNCATION
 
     def __init__(
         self,
@@ -124,7 +154,9 @@ class Encoder:
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
         layers: int | None = None,
+        truncation: str = DEFAULT_TRUNCATION,
     ):
+        check_truncation(truncation)
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend != "torch" and device != "cpu":
@@ -138,6 +170,7 @@ class Encoder:
         self.backend = backend
         self.layers = layers
         self.threads = threads
+        self.truncation = truncation
         self._tokenizer_lock = threading.Lock()
         path = resolve_encoder_path(name_or_path)
         _check_source(name_or_path, path)
@@ -181,6 +214,7 @@ class Encoder:
             backend=self.backend,
             threads=self.threads,
             layers=layers,
+            truncation=self.truncation,
         )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -198,13 +232,28 @@ class Encoder:
             out[idx] = self._embed([texts[i] for i in idx])
         return out
 
+    def kept_token_ids(self, text: str) -> list[int]:
+        """The token ids the encoder reads of ``text`` (special tokens included), after truncation."""
+        with self._tokenizer_lock:
+            return [int(i) for i in self._tokenize([text], "np")["input_ids"][0]]
+
+    def _tokenize(self, texts: list[str], tensors: str) -> Any:
+        """The model inputs of ``texts``, cut to ``max_length`` tokens by the encoder's truncation mode."""
+        tokenizer = self.tokenizer
+        if self.truncation == "head_tail":
+            full = tokenizer(texts, truncation=False, return_special_tokens_mask=True, verbose=False)
+            if any(len(ids) > self.max_length for ids in full["input_ids"]):
+                features = [
+                    _head_and_tail({k: v[n] for k, v in full.items()}, self.max_length) for n in range(len(texts))
+                ]
+                return tokenizer.pad(features, padding=True, return_tensors=tensors)
+        return tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings of one batch."""
         tensors = "pt" if self.backend == "torch" else "np"
         with self._tokenizer_lock:
-            batch = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors
-            )
+            batch = self._tokenize(texts, tensors)
         if self.backend != "torch":
             return self.onnx_model(batch["input_ids"], batch["attention_mask"])
         import torch

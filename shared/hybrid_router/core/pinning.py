@@ -54,6 +54,7 @@ class RoutePins:
             threshold=first.threshold,
             threshold_source=source if source.startswith(PINNED_PREFIX) else PINNED_PREFIX + source,
             requested=first.requested,
+            router_input=first.router_input,
         )
         with self._lock:
             current = self._pins.setdefault(key, pinned)

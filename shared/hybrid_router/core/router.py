@@ -15,14 +15,16 @@ from safetensors.numpy import load_file, save_file
 
 from .calibration import Calibration
 from .cascade import CascadeCalibration
-from .conversation import router_text
+from .conversation import router_text, select_router_text
 from .decision import RouteDecision
 from .encoder import (
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_ENCODER,
+    DEFAULT_TRUNCATION,
     Encoder,
     EncoderLoadError,
+    check_truncation,
     resolve_encoder_path,
 )
 from .encoder import _check_source as check_source
@@ -114,6 +116,7 @@ class HybridRouter:
         encoder_layers: int | None = None,
         verifier: AnswerVerifier | None = None,
         cascade: CascadeCalibration | None = None,
+        encoder_truncation: str = DEFAULT_TRUNCATION,
     ):
         self.head = head
         self.verifier = verifier
@@ -122,6 +125,10 @@ class HybridRouter:
         self.encoder_name = encoder.name if isinstance(encoder, Encoder) else encoder
         self.encoder_backend = encoder.backend if isinstance(encoder, Encoder) else encoder_backend
         self.encoder_layers = encoder.layers if isinstance(encoder, Encoder) else encoder_layers
+        #: how a router text longer than the encoder reads is cut (``"head_tail"``: its start and its end are read)
+        self.encoder_truncation = check_truncation(
+            getattr(encoder, "truncation", DEFAULT_TRUNCATION) if isinstance(encoder, Encoder) else encoder_truncation
+        )
         if self.encoder_backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {self.encoder_backend!r}; choose one of {', '.join(BACKENDS)}")
         self.calibration = calibration
@@ -139,7 +146,12 @@ class HybridRouter:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    self._encoder = Encoder(self.encoder_name, backend=self.encoder_backend, layers=self.encoder_layers)
+                    self._encoder = Encoder(
+                        self.encoder_name,
+                        backend=self.encoder_backend,
+                        layers=self.encoder_layers,
+                        truncation=self.encoder_truncation,
+                    )
         return self._encoder
 
     def embed_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -166,9 +178,13 @@ class HybridRouter:
         """Scores of router texts already embedded by this router's encoder."""
         return np.clip(self.head.predict(embeddings, list(texts)), 0.0, 1.0)
 
-    def score(self, query: str | Sequence[Any]) -> float:
-        """P[small is good enough] for a query string or a chat message list."""
-        return float(self.score_texts([router_text(query)])[0])
+    def score(self, query: str | Sequence[Any], *, router_input: Any = "conversation") -> float:
+        """P[small is good enough] for a query string or a chat message list.
+
+        ``router_input`` chooses the text scored: ``"conversation"`` (default), ``"last_user"`` or a callable
+        (messages -> text); see :func:`hybrid_router.core.conversation.select_router_text`.
+        """
+        return float(self.score_texts([select_router_text(query, router_input)[0]])[0])
 
     def score_batch(
         self, queries: Sequence[str | Sequence[Any]], *, batch_size: int = 64, progress: bool = False
@@ -218,12 +234,23 @@ class HybridRouter:
             return self.calibration.threshold_for_max_quality_drop(options.max_quality_drop)
         return self.calibration.threshold_for_large_share(options.large_share)
 
-    def decide(self, query: str | Sequence[Any], options: RoutingOptions, source: str) -> RouteDecision:
+    def decide(
+        self,
+        query: str | Sequence[Any],
+        options: RoutingOptions,
+        source: str,
+        *,
+        router_input: Any = "conversation",
+        router_input_label: str | None = None,
+    ) -> RouteDecision:
         """Route with options already resolved by a caller (the framework wrappers do their own layering).
 
         ``source`` names the layer the options came from; empty options mean the router's default threshold.
+        ``router_input`` chooses the text scored (``"conversation"``, ``"last_user"`` or a callable); the decision
+        records it as ``router_input`` (``router_input_label``, when given, names it instead).
         """
-        text = router_text(query)  # validates even when the route is forced
+        text, label = select_router_text(query, router_input)  # validates even when the route is forced
+        label = router_input_label or label
         if not options.is_set:
             options, source = (
                 RoutingOptions(quality_threshold=self.default_threshold, strategy=options.strategy),
@@ -231,7 +258,7 @@ class HybridRouter:
             )
         key = options.key
         if options.route is not None:
-            return RouteDecision(options.route, None, None, f"{source}:route", options.route)
+            return RouteDecision(options.route, None, None, f"{source}:route", options.route, router_input=label)
         if options.strategy == "cascade":
             threshold, verify_threshold = self.cascade_thresholds_for(options)
         else:
@@ -240,7 +267,14 @@ class HybridRouter:
         target = "small" if score >= threshold else "large"
         requested = getattr(options, key)
         return RouteDecision(
-            target, score, threshold, f"{source}:{key}", requested, options.strategy or "route", verify_threshold
+            target,
+            score,
+            threshold,
+            f"{source}:{key}",
+            requested,
+            options.strategy or "route",
+            verify_threshold,
+            router_input=label,
         )
 
     def cascade_thresholds_for(self, options: RoutingOptions) -> tuple[float, float]:
@@ -266,16 +300,18 @@ class HybridRouter:
         large_share: float | None = None,
         force: str | None = None,
         strategy: str | None = None,
+        router_input: Any = "conversation",
     ) -> RouteDecision:
         """Decide small or large for ``query``.
 
         Give at most one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or ``force``; otherwise the
         active :func:`hybrid_router.routing` block decides, else the router's ``default_threshold``. ``strategy``
-        (``"route"`` or ``"cascade"``) is resolved the same way, on its own.
+        (``"route"`` or ``"cascade"``) is resolved the same way, on its own. ``router_input`` chooses the text
+        scored: ``"conversation"`` (default), ``"last_user"`` or a callable (messages -> text).
         """
         given = RoutingOptions(quality_threshold, max_quality_drop, large_share, force, strategy)
         options, source = resolve_options([("argument", given), ("context", current_routing())])
-        return self.decide(query, options, source)
+        return self.decide(query, options, source, router_input=router_input)
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
@@ -287,6 +323,7 @@ class HybridRouter:
             "encoder": self.encoder_name,
             "encoder_backend": self.encoder_backend,
             "encoder_layers": self.encoder_layers,
+            "encoder_truncation": self.encoder_truncation,
             "label_mode": self.label_mode,
             "relaxation": self.relaxation,
             "default_threshold": round(self.default_threshold, 7),  # as the calibration table's thresholds
@@ -360,6 +397,7 @@ class HybridRouter:
                 info=config.get("info"),
                 encoder_backend=backend or config.get("encoder_backend", DEFAULT_BACKEND),
                 encoder_layers=layers,
+                encoder_truncation=config.get("encoder_truncation", DEFAULT_TRUNCATION),
                 verifier=verifier,
                 cascade=cascade,
             )

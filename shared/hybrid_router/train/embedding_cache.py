@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.encoder import DEFAULT_BACKEND, DEFAULT_ENCODER, Encoder
+from ..core.encoder import DEFAULT_BACKEND, DEFAULT_ENCODER, DEFAULT_TRUNCATION, Encoder, check_truncation
 
 
 def text_key(text: str) -> str:
@@ -35,12 +35,14 @@ class CachedEncoder(Encoder):
         device: str = "cpu",
         backend: str = DEFAULT_BACKEND,
         layers: int | None = None,
+        truncation: str = DEFAULT_TRUNCATION,
     ):
         # The model is loaded lazily (see _ensure_model), so Encoder.__init__ runs only on a cache miss.
         self.name = name_or_path
         self.max_length = max_length
         self.backend = backend
         self.layers = layers
+        self.truncation = check_truncation(truncation)
         self._device_name = device
         self._loaded = False
         key = {"encoder": name_or_path, "max_length": max_length}
@@ -48,6 +50,8 @@ class CachedEncoder(Encoder):
             key["backend"] = backend
         if layers is not None:
             key["layers"] = layers
+        if truncation != "head":  # files written before truncation modes existed hold "head" vectors
+            key["truncation"] = truncation
         setting = json.dumps(key, sort_keys=True)
         self.path = Path(cache_dir) / f"emb_{hashlib.sha1(setting.encode()).hexdigest()[:16]}.npz"
         self._index: dict[str, int] = {}
@@ -66,6 +70,7 @@ class CachedEncoder(Encoder):
                 device=self._device_name,
                 backend=self.backend,
                 layers=self.layers,
+                truncation=self.truncation,
             )
             self._loaded = True
 
@@ -86,6 +91,7 @@ class CachedEncoder(Encoder):
             device=self._device_name,
             backend=self.backend,
             layers=layers,
+            truncation=self.truncation,
         )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
