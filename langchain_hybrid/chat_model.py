@@ -16,6 +16,7 @@ decision down as a private call kwarg. ``_generate``/``_stream`` then run the ch
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -32,16 +33,20 @@ from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision,
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.fallback import FallbackPolicy, describe
 from hybrid_router.core.options import ROUTES
+from hybrid_router.core.pinning import RoutePins
 from hybrid_router.traffic.routing_log import RoutingLog
 
-from . import cascade, children
+from . import cascade, children, structured
 from .call_options import RoutingFraction, pop_routing, resolve_call_options, resolve_from_config
 from .labels import label_chunk, label_result
+from .pinning import agent_run_key
 from .traffic import add_chunks, log_answer
 
 #: Private call kwargs: the decision made at the entry point, and each child's tool binding.
 DECISION_KEY = "_hybrid_decision"
 BINDINGS_KEY = "_hybrid_child_kwargs"
+#: Private call kwarg: the agent run the call belongs to (see :mod:`langchain_hybrid.pinning`).
+RUN_KEY = "_hybrid_run"
 
 
 class HybridChatModel(BaseChatModel):
@@ -101,17 +106,15 @@ class HybridChatModel(BaseChatModel):
     background, so ``hybrid-llm report LOG`` shows what routing would save before you switch it on."""
     routing_log: RoutingLog | None = Field(default=None, exclude=True)
     """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
-    router_input: Literal["conversation", "last_user"] | Callable[[Any], str] = Field(
-        default="conversation", exclude=True
-    )
-    """What the router scores: ``"conversation"`` (the latest user turn, earlier turns, the system prompt),
-    ``"last_user"`` (the latest user message alone) or a callable (the message list -> text), e.g. one that takes
-    the question out of a RAG prompt. A text longer than the encoder reads keeps its start and its end. The
-    routing record's ``router_input`` says which was used."""
+    pin_runs: bool = True
+    """Keep one model for every call of one agent run (``create_agent``, LangGraph's ReAct agent): the model that
+    answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). A call kwarg option or a
+    forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning` for the run key."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     _fallback_runner: tuple[tuple[Any, ...], FallbackRunner] | None = PrivateAttr(default=None)
+    _pins: RoutePins = PrivateAttr(default_factory=RoutePins)
 
     @model_validator(mode="after")
     def _check_options(self) -> "HybridChatModel":
@@ -257,6 +260,35 @@ class HybridChatModel(BaseChatModel):
         extra = {"ls_structured_output_format": structured} if structured else {}
         return self.bind(**{BINDINGS_KEY: bindings}, **extra)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Structured output the way each child does it (``ChatOpenAI``: a forced tool, ``response_format`` JSON
+        schema or JSON mode), chosen per call by the router; see :mod:`langchain_hybrid.structured`.
+
+        ``method``, ``strict`` and other kwargs go to both children's ``with_structured_output``. Each answer is
+        parsed by the parser of the child that answered (after a fallback too). ``include_raw=True`` returns
+        ``{"raw", "parsed", "parsing_error"}``; ``raw`` carries ``response_metadata["hybrid_router"]``.
+        """
+        if strict is not None:
+            kwargs["strict"] = strict
+        bindings: dict[str, dict[str, Any]] = {}
+        parsers: dict[str, Runnable] = {}
+        for target in ROUTES:
+            child = self._child(target)
+            runnable = child.with_structured_output(schema, method=method, include_raw=False, **kwargs)
+            bindings[target], parsers[target] = structured.split(runnable, child, target)
+        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        llm = self.bind(**{BINDINGS_KEY: bindings, structured.TRACE_KEY: trace})
+        parser = structured.ChildParser(parsers=parsers)
+        return structured.with_raw(llm, parser) if include_raw else llm | parser
+
     # ------------------------------------------------------------------ model calls
     def _generate(
         self,
@@ -275,7 +307,9 @@ class HybridChatModel(BaseChatModel):
             lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
             lambda small: cascade.usage_of(cascade.result_message(small)),
         )
-        return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
+        return self._logged(
+            label_result(result, self._keep_pin(answered, rest)), messages, answered, started, stop, rest
+        )
 
     async def _agenerate(
         self,
@@ -294,7 +328,9 @@ class HybridChatModel(BaseChatModel):
             lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
             lambda small: cascade.usage_of(cascade.result_message(small)),
         )
-        return self._logged(label_result(result, answered), messages, answered, started, stop, rest)
+        return self._logged(
+            label_result(result, self._keep_pin(answered, rest)), messages, answered, started, stop, rest
+        )
 
     def _stream(
         self,
@@ -319,7 +355,7 @@ class HybridChatModel(BaseChatModel):
         first = True
         try:
             for chunk, answered in pairs:
-                labelled = label_chunk(chunk, answered if first else None)
+                labelled = label_chunk(chunk, self._keep_pin(answered, rest) if first else None)
                 first = False
                 if self.routing_log is not None:
                     chunks.append(labelled.message)
@@ -354,7 +390,7 @@ class HybridChatModel(BaseChatModel):
         first = True
         try:
             async for chunk, answered in pairs:
-                labelled = label_chunk(chunk, answered if first else None)
+                labelled = label_chunk(chunk, self._keep_pin(answered, rest) if first else None)
                 first = False
                 if self.routing_log is not None:
                     chunks.append(labelled.message)
@@ -431,6 +467,22 @@ class HybridChatModel(BaseChatModel):
             "hybrid_strategy": self.strategy,
         }
 
+    def _run_key(
+        self, messages: list[BaseMessage], config: RunnableConfig | None, options: RoutingOptions, source: str
+    ) -> Any:
+        """The agent run a call belongs to, when its model is pinned: not for a call kwarg or a forced route."""
+        if not self.pin_runs or source == "kwarg" or options.route is not None:
+            return None
+        return agent_run_key(messages, config)
+
+    def _keep_pin(self, answered: Answered, rest: Mapping[str, Any]) -> Answered:
+        """Pin the call's run (if any) to the model that answered (in observe mode: the model the router chose)."""
+        run = rest.get(RUN_KEY)
+        if run is not None:
+            kept = answered if answered.mode != "observe" else replace(answered, answered_by=answered.decision.target)
+            self._pins.pin(run, kept)
+        return answered
+
     def _decide_call(
         self, input: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
@@ -440,7 +492,10 @@ class HybridChatModel(BaseChatModel):
         kwargs = dict(kwargs)
         options, source = resolve_from_config(pop_routing(kwargs), config, self._routing_defaults())
         messages = self._convert_input(input).to_messages()
-        decision = self.router.decide(messages, options, source, router_input=self.router_input)
+        run = self._run_key(messages, config, options, source)
+        if run is not None:
+            kwargs[RUN_KEY] = run
+        decision = self._pins.get(run) or self.router.decide(messages, options, source)
         kwargs[DECISION_KEY] = decision.to_dict()
         return kwargs
 
@@ -465,7 +520,7 @@ class HybridChatModel(BaseChatModel):
         options, source = resolve_call_options(
             call_options, metadata, ensure_config().get("configurable"), self._routing_defaults()
         )
-        return self.router.decide(messages, options, source, router_input=self.router_input), rest
+        return self.router.decide(messages, options, source), rest
 
     def _child(self, target: str) -> BaseChatModel:
         return self.small if target == "small" else self.large
@@ -503,6 +558,7 @@ class HybridChatModel(BaseChatModel):
     def _child_kwargs(self, target: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Wrapper defaults < the child's own tool binding < the call's kwargs."""
         rest = dict(kwargs)
+        rest.pop(RUN_KEY, None)
         bound = (rest.pop(BINDINGS_KEY, None) or {}).get(target, {})
         defaults = {
             k: v for k, v in (("temperature", self.temperature), ("max_tokens", self.max_tokens)) if v is not None

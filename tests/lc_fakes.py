@@ -18,15 +18,25 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 #: Marks tests that must not open any TCP connection (pytest-socket; the event loop's own socketpair stays allowed).
 NO_NETWORK = pytest.mark.allow_hosts([])
 
-ALLOWED_KWARGS = {"tools", "tool_choice", "temperature", "max_tokens", "strict", "parallel_tool_calls", "stream"}
+ALLOWED_KWARGS = {
+    "tools",
+    "tool_choice",
+    "temperature",
+    "max_tokens",
+    "strict",
+    "parallel_tool_calls",
+    "stream",
+    "response_format",
+}
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -35,6 +45,8 @@ class ScriptedChatModel(BaseChatModel):
     model_name: str = "scripted"
     reply: str = "Hello! This is {model} answering."
     tool_format: Literal["openai", "anthropic"] = "openai"
+    json_reply: str = '{"answer": "{model}"}'
+    """The answer in JSON mode (``response_format={"type": "json_object"}``; ``{model}`` is replaced)."""
     error: str | None = None
     """Raise ``RuntimeError(error)`` before any output."""
     delay: float = 0.0
@@ -87,6 +99,38 @@ class ScriptedChatModel(BaseChatModel):
         extra = {"tool_choice": tool_choice} if tool_choice is not None else {}
         return self.bind(tools=formatted, **extra, **kwargs)
 
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: str = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable:
+        """Like ``ChatOpenAI`` for the OpenAI format (``json_schema``/``json_mode``: ``response_format``); the
+        Anthropic format always forces a tool call (as Anthropic's API had no JSON mode)."""
+        if method == "function_calling" or self.tool_format == "anthropic":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if method == "json_mode":
+            response_format: dict[str, Any] = {"type": "json_object"}
+        else:
+            function = convert_to_openai_tool(schema)["function"]
+            response_format = {
+                "type": "json_schema",
+                "json_schema": {"name": function["name"], "schema": function.get("parameters", {}), "strict": strict},
+            }
+        llm = self.bind(
+            response_format=response_format,
+            ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
+            **kwargs,
+        )
+        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        parser = PydanticOutputParser(pydantic_object=schema) if is_model else JsonOutputParser()
+        if include_raw:
+            raise NotImplementedError("the scripted model's own include_raw is not needed by the tests")
+        return llm | parser
+
     def _read_tools(self, tools: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         out = []
         for tool in tools:
@@ -116,6 +160,15 @@ class ScriptedChatModel(BaseChatModel):
         self.calls.append({"messages": messages, "kwargs": dict(kwargs), "stop": stop})
         if self.error:
             raise RuntimeError(self.error)
+        response_format = kwargs.get("response_format")
+        if response_format:
+            if response_format["type"] == "json_object":
+                text = self.json_reply.replace("{model}", self.model_name)
+            else:
+                text = json.dumps(_fill_args(response_format["json_schema"]["schema"], _last_human_text(messages)))
+            return AIMessage(
+                content=text, usage_metadata=_usage(sum(len(str(m.content).split()) + 1 for m in messages), 5)
+            )
         tools = self._read_tools(kwargs.get("tools") or [])
         forced = self._forced_tool(kwargs.get("tool_choice"))
         last = messages[-1] if messages else None
