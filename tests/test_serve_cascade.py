@@ -79,3 +79,19 @@ def test_the_server_default_strategy_and_a_bad_one(cascade_router, default_route
     assert no_verifier.status_code == 400 and "no answer verifier" in no_verifier.json()["error"]["message"]
     with pytest.raises(ValueError, match="strategy"):
         RouterService(default_router, OpenAIBackend(stub.url, "s"), OpenAIBackend(stub.url, "l"), strategy="x")
+
+
+def test_a_refreshed_router_is_picked_up_without_dropping_requests(default_router, cascade_router, tmp_path):
+    from hybrid_router.core.refresh import RouterRefresher, promote_router
+
+    folder = tmp_path / "live"
+    promote_router(default_router, folder)
+    with StubUpstream() as stub, RouterRefresher(folder, interval=0) as refresher:
+        service = RouterService(refresher, OpenAIBackend(stub.url, "s:ok"), OpenAIBackend(stub.url, "l:ok"))
+        with serving(create_app(service)) as base:
+            before = ask(base, strategy="cascade")  # the shipped router has no verifier
+            promote_router(cascade_router, folder)
+            assert refresher.check()
+            after = ask(base, strategy="cascade", **ACCEPT_ALL)
+    assert before.status_code == 400 and after.status_code == 200
+    assert after.json()["hybrid_router"]["strategy"] == "cascade"

@@ -136,7 +136,7 @@ def open_models(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[
         import torch
 
         torch.set_num_threads(args.threads)
-        log.warning("loading the small model %s ...", args.small)
+        log.info("loading the small model %s ...", args.small)
         small = LocalBackend(LocalChat.load(args.small, max_new_tokens=args.max_tokens))
     large_spec = (
         args.large
@@ -154,9 +154,9 @@ def open_models(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[
         from ..local.server import LocalOpenAIServer
 
         name = large_spec.partition(":")[2] or DEFAULT_SMALL_MODEL
-        log.warning("starting a local OpenAI-compatible stand-in for the large model (%s; ~30-60 s) ...", name)
+        log.info("starting a local OpenAI-compatible stand-in for the large model (%s; ~30-60 s) ...", name)
         server = stack.enter_context(LocalOpenAIServer(name, threads=args.threads))
-        log.warning("stand-in large model ready at %s", server.base_url)
+        log.info("stand-in large model ready at %s", server.base_url)
         large = OpenAIBackend(
             server.base_url,
             server.model_name,
@@ -176,7 +176,7 @@ def load_router(directory: str | None) -> HybridRouter:
     """The router in ``directory`` (default: the shipped one), with its encoder loaded."""
     from ..core.router import HybridRouter
 
-    logging.getLogger("hybrid_router").warning("loading the router ...")
+    logging.getLogger("hybrid_router").info("loading the router ...")
     router = HybridRouter.load(directory) if directory else HybridRouter.shared_default()
     router.score("warm-up")  # loads the encoder now rather than on the first request
     return router
@@ -211,6 +211,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cooldown-s", type=_positive(float), default=30.0, help="cooldown period in seconds (default: 30)")
     p.add_argument("--no-fallback", action="store_true", help="answer 502 instead of asking the other model")
+    p.add_argument(
+        "--refresh-s",
+        type=_positive(float),
+        default=None,
+        help="re-read --router DIR every N seconds and swap in a newly promoted router without dropping requests "
+        "(hybrid-llm learn --out DIR promotes atomically)",
+    )
     p.add_argument(
         "--mode",
         choices=("route", "observe"),
@@ -269,8 +276,15 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(listen(args.host, args.port))
         small, large = open_models(args, stack)
+        router = load_router(args.router)
+        if args.refresh_s:
+            from ..core.refresh import RouterRefresher
+
+            if not args.router:
+                raise ValueError("--refresh-s needs --router DIR: the folder that hybrid-llm learn promotes into")
+            router = stack.enter_context(RouterRefresher(args.router, interval=args.refresh_s).start())
         service = RouterService(
-            load_router(args.router),
+            router,
             small,
             large,
             timeout=args.timeout,

@@ -243,13 +243,14 @@ class RouterService:
     ``concurrency`` bounds the calls in flight per backend: a caller waiting for a slot waits inside the call, so
     the runner's ``timeout`` covers it and the other backend answers. ``timeout``, ``idle_timeout``,
     ``cooldown_after`` and ``cooldown_s`` are the :class:`FallbackRunner`'s. ``strategy`` is the server's default
-    (a request's ``strategy`` field overrides it); with ``observe`` the large model answers every request and the
-    decision is only recorded.
+    (a request's ``strategy`` field overrides it). ``router`` may be a provider such as a
+    :class:`~hybrid_router.core.refresh.RouterRefresher` (each request uses one router throughout). With
+    ``observe`` the large model answers every request and the decision is only recorded.
     """
 
     def __init__(
         self,
-        router: HybridRouter,
+        router: HybridRouter | Callable[[], HybridRouter],
         small: ChatBackend,
         large: ChatBackend,
         *,
@@ -266,7 +267,7 @@ class RouterService:
         self.observe = observe
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        self.router = router
+        self._router = router
         self.strategy = strategy
         self.backends = {"small": small, "large": large}
         self.limits = {"small": asyncio.Semaphore(concurrency), "large": asyncio.Semaphore(concurrency)}
@@ -279,13 +280,17 @@ class RouterService:
             cooldown_s=cooldown_s,
         )
 
-    def decide(self, request: ParsedRequest) -> RouteDecision:
+    def current_router(self) -> HybridRouter:
+        """The router now: the one given, or what a provider (a ``RouterRefresher``) holds at this moment."""
+        return self._router if isinstance(self._router, HybridRouter) else self._router()
+
+    def decide(self, request: ParsedRequest, router: HybridRouter | None = None) -> RouteDecision:
         """The route for a request (RequestError 400 when the router cannot score it)."""
         options = request.options
         if options.strategy is None:
             options = replace(options, strategy=self.strategy)
         try:
-            return self.router.decide(request.body["messages"], options, request.source)
+            return (router or self.current_router()).decide(request.body["messages"], options, request.source)
         except ValueError as exc:
             raise RequestError(400, str(exc), "messages") from None
 
@@ -303,11 +308,14 @@ class RouterService:
                 with anyio.CancelScope(shield=True):
                     await chunks.aclose()
 
-    async def complete(self, request: ParsedRequest, decision: RouteDecision) -> tuple[dict[str, Any], Answered]:
-        """A whole answer with its routing record."""
+    async def complete(
+        self, request: ParsedRequest, decision: RouteDecision, router: HybridRouter | None = None
+    ) -> tuple[dict[str, Any], Answered]:
+        """A whole answer with its routing record (``router``: the one that decided; default: the current one)."""
+        router = router or self.current_router()
 
         def verify(completion: dict[str, Any]) -> Verdict:
-            return cascade.verdict(self.router, decision, request.body, *cascade.completion_answer(completion))
+            return cascade.verdict(router, decision, request.body, *cascade.completion_answer(completion))
 
         result, answered = await CascadeRunner(self.runner, observe=self.observe).arun(
             decision, lambda t: self._complete_on(t, request.body), verify, cascade.usage_of
@@ -316,7 +324,7 @@ class RouterService:
         return {**result, "model": answered.model_name, "hybrid_router": _metadata(answered)}, answered
 
     async def stream(
-        self, request: ParsedRequest, decision: RouteDecision
+        self, request: ParsedRequest, decision: RouteDecision, router: HybridRouter | None = None
     ) -> AsyncIterator[tuple[dict[str, Any], Answered]]:
         """Chunks (with the answering model's name) and the routing record; the first chunk carries it too.
 
@@ -329,8 +337,10 @@ class RouterService:
             opened.append(self._stream_from(target, request.body))
             return opened[-1]
 
+        router = router or self.current_router()
+
         def verify(small: list[dict[str, Any]]) -> Verdict:
-            return cascade.verdict(self.router, decision, request.body, *cascade.stream_answer(small))
+            return cascade.verdict(router, decision, request.body, *cascade.stream_answer(small))
 
         chunks = CascadeRunner(self.runner, observe=self.observe).astream(
             decision, start, verify, is_output=is_output, usage=cascade.usage_of
@@ -475,16 +485,17 @@ def create_app(service: RouterService, *, api_key: str | None = None, max_body_b
     async def chat_completions(request: Request) -> Any:
         try:
             parsed = parse_request(await read_body(request, max_body_bytes))
-            decision = await run_in_threadpool(service.decide, parsed)
+            router = service.current_router()  # one router for the whole request, even if a newer one is swapped in
+            decision = await run_in_threadpool(service.decide, parsed, router)
         except RequestError as exc:
             return error(exc)
         if not parsed.stream:
             try:
-                result, answered = await service.complete(parsed, decision)
+                result, answered = await service.complete(parsed, decision, router)
             except Exception as exc:  # both models (or the only allowed one) failed
                 return error(upstream_error(exc))
             return JSONResponse(result, headers=route_headers(answered))
-        return await _stream_response(service.stream(parsed, decision))
+        return await _stream_response(service.stream(parsed, decision, router))
 
     return app
 
