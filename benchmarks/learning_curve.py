@@ -40,6 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from hybrid_router import HybridRouter  # noqa: E402
 from hybrid_router.loop.learn import LearnError, learn  # noqa: E402
 from hybrid_router.loop.replay import replay_data  # noqa: E402
 from hybrid_router.train.data import shipped_path  # noqa: E402
@@ -49,6 +50,10 @@ from hybrid_router.train.evaluation import evaluate_scores, oracle_scores  # noq
 from hybrid_router.train.training import train_router  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: AlpacaEval 2 annotations (CC-BY-NC-4.0): beside the repository for experiments, never shipped.
+ALPACA = ROOT.parent / "shared" / "data" / "routing" / "alpaca_eval2_llama3.2-3b_vs_gpt4turbo.csv"
 
 
 def pooled(parts: list[RoutingData], source: str) -> RoutingData:
@@ -81,8 +86,20 @@ def main() -> int:
     ap.add_argument("--holdout", type=int, default=400, help="fixed held-out GSM8K queries (default 400)")
     ap.add_argument("--mmlu", type=int, default=None, help="MMLU queries for the starting router (default 2000)")
     ap.add_argument("--rates", type=float, nargs="+", default=[0.2, 0.5, 1.0])
-    ap.add_argument("--out", default=str(ROOT / "runs" / "learning_curve"))
+    ap.add_argument(
+        "--workload",
+        choices=("gsm8k", "alpaca"),
+        default="gsm8k",
+        help="gsm8k: start from a router trained on MMLU + MT-Bench, replay GSM8K (the target run); alpaca: start "
+        "from the shipped default router, replay AlpacaEval 2 (../shared data, experiments only, not shipped)",
+    )
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.workload == "alpaca":
+        args.holdout = min(args.holdout, 300)
+    args.out = args.out or str(
+        ROOT / "runs" / ("learning_curve" if args.workload == "gsm8k" else "learning_curve_alpaca")
+    )
     stream_n = args.stream or (300 if args.quick else 600)
     mmlu_n = args.mmlu or (1000 if args.quick else 2000)
     torch.set_num_threads(1)
@@ -96,20 +113,26 @@ def main() -> int:
     mmlu = load_routing_data(shipped_path("routellm_mmlu"))
     mmlu = mmlu.subset(np.random.default_rng(0).permutation(len(mmlu))[:mmlu_n])
     mt = load_routing_data(shipped_path("routellm_mtbench_t1"))
-    gsm = load_routing_data(shipped_path("routellm_gsm8k_answers"))
+    gsm = load_routing_data(shipped_path("routellm_gsm8k_answers") if args.workload == "gsm8k" else ALPACA)
+    if args.workload == "alpaca":
+        stream_n = min(stream_n, len(gsm) - args.holdout)
     order = np.random.default_rng(0).permutation(len(gsm))
     hold = gsm.subset(order[: args.holdout])
     stream = gsm.subset(order[args.holdout : args.holdout + stream_n])
     enc.encode(mmlu.queries + mt.queries + gsm.queries, batch_size=32)  # fill the cache once
 
-    start = train_router(
-        pooled([mmlu, mt], f"MMLU {mmlu_n} + MT-Bench"), encoder=enc, depths=None, verifier=False, seed=0
-    ).router
+    if args.workload == "alpaca":
+        start = HybridRouter.default()
+    else:
+        start = train_router(
+            pooled([mmlu, mt], f"MMLU {mmlu_n} + MT-Bench"), encoder=enc, depths=None, verifier=False, seed=0
+        ).router
     small_q, large_q = hold.mean_small(), hold.mean_large()
     oracle = evaluate_scores("oracle", oracle_scores(small_q, large_q), small_q, large_q).apgr
     start_m = measure(start, hold)
+    start_name = "shipped default" if args.workload == "alpaca" else f"MMLU {mmlu_n} + MT-Bench {len(mt)}"
     print(
-        f"starting router (MMLU {mmlu_n} + MT-Bench {len(mt)}): held-out GSM8K APGR {start_m['apgr']:.3f}, "
+        f"starting router ({start_name}): held-out {args.workload} APGR {start_m['apgr']:.3f}, "
         f"large {start_m['large_share']:.0%} at its default; oracle {oracle:.3f}",
         flush=True,
     )
@@ -165,13 +188,15 @@ def main() -> int:
     )
     lines.append("| oracle | " + " | ".join(f"{oracle:.3f}" for _ in steps) + " |")
     table = "\n".join(lines)
-    print(f"\nheld-out GSM8K ({len(hold)} queries): APGR / large-call share at the router's default threshold")
+    print(
+        f"\nheld-out {args.workload} ({len(hold)} queries): APGR / large-call share at the router's default threshold"
+    )
     print(table)
 
     target_k = 600
     verdict = "not checked (the stream has fewer than 600 queries, or no shadow rate 0.5)"
     met = None
-    if 0.5 in curves and target_k in offline:
+    if args.workload == "gsm8k" and 0.5 in curves and target_k in offline:
         got = next(c for c in curves[0.5] if c["queries"] == target_k)["apgr"]
         off = offline[target_k]["apgr"]
         met = got >= off - 0.02 and got >= start_m["apgr"] + 0.03
