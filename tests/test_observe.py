@@ -93,3 +93,13 @@ def test_serve_observe(default_router):
     assert response.status_code == 200 and response.json()["model"] == "l:ok" and sent == ["l:ok"]
     assert response.headers["x-hybrid-decision"] == "small" and response.headers["x-hybrid-route"] == "large"
     assert response.json()["hybrid_router"]["mode"] == "observe"
+
+
+def test_an_observed_run_pins_the_model_the_router_chose():
+    from hybrid_router import Answered, RouteDecision
+    from hybrid_router.core.pinning import RoutePins
+
+    decision = RouteDecision("small", 0.9, 0.5, "default:quality_threshold")
+    pins = RoutePins()
+    assert pins.pin("run-1", Answered(decision, "large", mode="observe")).target == "small"
+    assert pins.pin("run-2", Answered(decision, "large", "small model failed: X")).target == "large"

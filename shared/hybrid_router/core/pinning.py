@@ -41,7 +41,8 @@ class RoutePins:
     def pin(self, key: Hashable | None, answered: Answered) -> RouteDecision | None:
         """Pin the model that answered to run ``key`` unless the run is already pinned; returns the run's pin.
 
-        The pinned decision targets the model that answered (the fallback, when there was one), keeps the first
+        The pinned decision targets the model that answered (the fallback, when there was one; in observe mode the
+        model the router chose, since the large one answers every call), keeps the first
         decision's score and threshold, and its ``threshold_source`` gets a ``"pinned:"`` prefix.
         """
         if key is None:
@@ -49,7 +50,7 @@ class RoutePins:
         first = answered.decision
         source = first.threshold_source
         pinned = RouteDecision(
-            target=answered.answered_by,
+            target=first.target if answered.mode == "observe" else answered.answered_by,
             score=first.score,
             threshold=first.threshold,
             threshold_source=source if source.startswith(PINNED_PREFIX) else PINNED_PREFIX + source,
