@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("hybrid_router").setLevel(logging.INFO)  # the status lines ("loading the router ...")
     with contextlib.ExitStack() as stack:
         small, large = open_models(args, stack)
         router = load_router(args.router)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from ..train.data_io import load_routing_data
 from ..train.evaluation import (
@@ -34,12 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def trained_on_this(trained_on: object, data: str) -> bool:
+    """True when ``data`` is the file recorded in a router's ``info["trained_on"]`` (the same file on disk)."""
+    if not isinstance(trained_on, str) or not trained_on:
+        return False
+    try:
+        return Path(trained_on).samefile(data)
+    except OSError:
+        return Path(trained_on).resolve() == Path(data).resolve()
+
+
 def run(args: argparse.Namespace) -> int:
     """Score every query and print the metrics table."""
     from ..core.router import HybridRouter
 
     data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
     router = HybridRouter.load(args.router) if args.router else HybridRouter.default()
+    if trained_on_this(router.info.get("trained_on"), args.data):
+        print(
+            f"warning: {args.data} is the file this router was trained on (router.json info.trained_on): these "
+            "numbers are in-sample and optimistic; evaluate on data the router has not seen",
+            file=sys.stderr,
+        )
     scores = router.score_texts(data.queries, progress=True)
     small_q, large_q = data.mean_small(), data.mean_large()
     reports = evaluate_with_references(scores, small_q, large_q)

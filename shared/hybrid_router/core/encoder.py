@@ -26,10 +26,11 @@ first tokens only (the behaviour before 0.3). A text that fits is encoded the sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -115,19 +116,39 @@ def check_layers(layers: int | None, available: int, name: str) -> None:
         raise ValueError(f"layers must be an integer from 1 to {available} for encoder {name!r}, got {layers!r}")
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars for the loads made inside the block.
+
+    The setting is transformers' own switch, turned back on when the block ends, so the user's own
+    ``from_pretrained`` calls outside it keep their bars (training's progress bars are not affected).
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    if enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_truncated(path: str, layers: int | None) -> torch.nn.Module:
     """The transformers model at ``path``, keeping only its first ``layers`` layers (all when None)."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    if layers is None:
-        return AutoModel.from_pretrained(path)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the dropped layers' weights are expected to go unused: no load report
-    try:
-        return AutoModel.from_pretrained(path, num_hidden_layers=layers)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    with quiet_loading():
+        if layers is None:
+            return AutoModel.from_pretrained(path)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the dropped layers' weights are expected to go unused: no load report
+        try:
+            return AutoModel.from_pretrained(path, num_hidden_layers=layers)
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
 
 class Encoder:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from collections import OrderedDict
 from importlib import resources
@@ -338,6 +340,8 @@ class HybridRouter:
         tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, str(directory / HEAD_FILE))
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+        # safetensors creates its file private (0600); give it router.json's mode (0644 under the usual umask)
+        os.chmod(directory / HEAD_FILE, stat.S_IMODE((directory / CONFIG_FILE).stat().st_mode))
         return directory
 
     @classmethod

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.cache import cache_dir
+from ..core.encoder import quiet_loading
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def load_small_model(name: str = DEFAULT_SMALL_MODEL, *, dtype: Any = None, cach
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    with quiet_loading():  # no "Loading weights" bar in apps, the demo and the server
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
