@@ -123,6 +123,7 @@ class _Plan:
     kwargs: Dict[str, Any]
     run: Optional[str]
     query: Union[str, Sequence[Any]] = ""
+    router: Optional[HybridRouter] = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -145,7 +146,11 @@ class HybridLLM(FunctionCallingLLM):
 
     small: LLM = Field(description="The cheap model.")
     large: LLM = Field(description="The expensive model.")
-    router: HybridRouter = Field(exclude=True, description="Scores queries; HybridRouter.default() when omitted.")
+    router: Union[HybridRouter, Callable[[], HybridRouter]] = Field(
+        exclude=True,
+        description="Scores queries (HybridRouter.shared_default() when omitted), or a provider of the current router "
+        "such as a hybrid_router.core.refresh.RouterRefresher: each call uses one router throughout.",
+    )
     quality_threshold: RoutingFraction = Field(default=None, description="Default threshold: small iff score >= it.")
     max_quality_drop: RoutingFraction = Field(default=None, description="Default: cheapest threshold within this drop.")
     large_share: RoutingFraction = Field(default=None, description="Default: send about this share to the large model.")
@@ -247,7 +252,7 @@ class HybridLLM(FunctionCallingLLM):
     def _verify(self, plan: "_Plan") -> Callable[[Any], Verdict]:
         """The cascade's judge of a small answer to this call."""
         wants_json = cascade.expects_json(plan.kwargs)
-        return lambda response: cascade.verdict(self.router, plan.decision, plan.query, response, wants_json)
+        return lambda response: cascade.verdict(plan.router, plan.decision, plan.query, response, wants_json)
 
     def _verify_stream(self, plan: "_Plan") -> Callable[[List[Any]], Verdict]:
         verify = self._verify(plan)
@@ -288,17 +293,21 @@ class HybridLLM(FunctionCallingLLM):
         options, source = resolve_options(layers)
         run = get_current_run_id() if self.pin_runs and not given.is_set else None
         pinned = self._pins.get(run)
+        router = self.current_router()
         if pinned is not None:
             router_text(query)  # still reject empty input
-            return _Plan(pinned, child_kwargs, run, query)
+            return _Plan(pinned, child_kwargs, run, query, router)
         question = current_engine_query() if self.engine_query else None
         if question is not None:
             router_text(query)  # still reject empty input
-            decision = self.router.decide(question, options, source, router_input_label=ENGINE_QUERY_LABEL)
-            return _Plan(decision, child_kwargs, run, question)
-        return _Plan(
-            self.router.decide(query, options, source, router_input=self.router_input), child_kwargs, run, query
-        )
+            decision = router.decide(question, options, source, router_input_label=ENGINE_QUERY_LABEL)
+            return _Plan(decision, child_kwargs, run, question, router)
+        decision = router.decide(query, options, source, router_input=self.router_input)
+        return _Plan(decision, child_kwargs, run, query, router)
+
+    def current_router(self) -> HybridRouter:
+        """The router now: ``router`` itself, or what its provider (a ``RouterRefresher``) holds at this moment."""
+        return self.router if isinstance(self.router, HybridRouter) else self.router()
 
     async def _aplan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
         """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""

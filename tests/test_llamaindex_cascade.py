@@ -189,3 +189,18 @@ def test_concurrent_track_costs_blocks_count_only_their_own_calls(default_router
         return await asyncio.gather(block(2), block(3))
 
     assert asyncio.run(main()) == [2, 3]
+
+
+def test_a_refresher_swaps_routers_between_calls(default_router, cascade_router, tmp_path):
+    from hybrid_router.core.refresh import RouterRefresher, promote_router
+
+    folder = tmp_path / "live"
+    promote_router(default_router, folder)
+    with RouterRefresher(folder, interval=0) as refresher:
+        llm = HybridLLM(Canned(name="s", text=RIGHT), Canned(name="l", text="b"), router=refresher, strategy="cascade")
+        with pytest.raises(ValueError, match="no answer verifier"):
+            llm.complete(QUESTION)
+        promote_router(cascade_router, folder)
+        assert refresher.check()
+        out = llm.complete(QUESTION, max_quality_drop=1.0)
+    assert meta(out)["strategy"] == "cascade" and meta(out)["verifier_score"] is not None
