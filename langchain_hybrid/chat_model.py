@@ -110,6 +110,13 @@ class HybridChatModel(BaseChatModel):
     """Keep one model for every call of one agent run (``create_agent``, LangGraph's ReAct agent): the model that
     answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). A call kwarg option or a
     forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning` for the run key."""
+    router_input: Literal["conversation", "last_user"] | Callable[[Any], str] = Field(
+        default="conversation", exclude=True
+    )
+    """What the router scores: ``"conversation"`` (the latest user turn, earlier turns, the system prompt),
+    ``"last_user"`` (the latest user message alone) or a callable (the message list -> text), e.g. one that takes
+    the question out of a RAG prompt. A text longer than the encoder reads keeps its start and its end. The
+    routing record's ``router_input`` says which was used."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -495,7 +502,7 @@ class HybridChatModel(BaseChatModel):
         run = self._run_key(messages, config, options, source)
         if run is not None:
             kwargs[RUN_KEY] = run
-        decision = self._pins.get(run) or self.router.decide(messages, options, source)
+        decision = self._pins.get(run) or self.router.decide(messages, options, source, router_input=self.router_input)
         kwargs[DECISION_KEY] = decision.to_dict()
         return kwargs
 
@@ -520,7 +527,7 @@ class HybridChatModel(BaseChatModel):
         options, source = resolve_call_options(
             call_options, metadata, ensure_config().get("configurable"), self._routing_defaults()
         )
-        return self.router.decide(messages, options, source), rest
+        return self.router.decide(messages, options, source, router_input=self.router_input), rest
 
     def _child(self, target: str) -> BaseChatModel:
         return self.small if target == "small" else self.large
