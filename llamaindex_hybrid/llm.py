@@ -40,6 +40,7 @@ from llama_index.core.base.llms.types import (
     ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import BeforeValidator, Field, PrivateAttr
+from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.tools.types import BaseTool
@@ -68,6 +69,8 @@ except ImportError:  # pragma: no cover - llama-index-workflows is a dependency 
 
 
 METADATA_KEY = "hybrid_router"
+#: ``HybridLLM._plan`` (options, router score, decision) is a span, so traces show the router's time per call.
+dispatcher = get_dispatcher(__name__)
 #: A threshold, drop or share field: None or a number in [0, 1] (bools rejected before pydantic coerces them).
 RoutingFraction = Annotated[Optional[float], BeforeValidator(strict_fraction)]
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -285,6 +288,7 @@ class HybridLLM(FunctionCallingLLM):
     def _child(self, target: str) -> LLM:
         return self.small if target == "small" else self.large
 
+    @dispatcher.span
     def _plan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
         """Validate the input and options, and decide (raises ValueError before any model call)."""
         given = RoutingOptions.from_mapping(kwargs)

@@ -204,3 +204,18 @@ def test_a_refresher_swaps_routers_between_calls(default_router, cascade_router,
         assert refresher.check()
         out = llm.complete(QUESTION, max_quality_drop=1.0)
     assert meta(out)["strategy"] == "cascade" and meta(out)["verifier_score"] is not None
+
+
+def test_routing_is_a_span_in_llamaindex_traces(default_router):
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
+
+    handler = SimpleSpanHandler()
+    root = get_dispatcher()
+    root.add_span_handler(handler)
+    try:
+        HybridLLM(Canned(name="s", text="a"), Canned(name="l", text="b"), router=default_router).complete(QUESTION)
+    finally:
+        root.span_handlers = [h for h in root.span_handlers if h is not handler]
+    plans = [s for s in handler.completed_spans if s.id_.startswith("HybridLLM._plan")]
+    assert len(plans) == 1 and plans[0].duration > 0
