@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Sequence, Union
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
@@ -44,6 +44,8 @@ from .traffic import add_chunks, log_answer
 
 #: Private call kwargs: the decision made at the entry point, and each child's tool binding.
 DECISION_KEY = "_hybrid_decision"
+#: Private call kwarg: the router object that made the decision (a provider may swap in a newer one mid-call).
+ROUTER_KEY = "_hybrid_router"
 BINDINGS_KEY = "_hybrid_child_kwargs"
 #: Private call kwarg: the agent run the call belongs to (see :mod:`langchain_hybrid.pinning`).
 RUN_KEY = "_hybrid_run"
@@ -65,7 +67,9 @@ class HybridChatModel(BaseChatModel):
     """The cheap model, used when the router's score reaches the quality threshold."""
     large: BaseChatModel
     """The expensive model."""
-    router: HybridRouter = Field(default_factory=HybridRouter.shared_default, exclude=True)
+    router: Union[HybridRouter, Callable[[], HybridRouter]] = Field(
+        default_factory=HybridRouter.shared_default, exclude=True
+    )
     """The router (default: the shipped one)."""
     quality_threshold: RoutingFraction = None
     """Default quality threshold in [0, 1] (None: the router's default); higher sends more calls to ``large``."""
@@ -304,14 +308,14 @@ class HybridChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, rest = self._prepare(messages, run_manager, kwargs)
+        decision, rest, router = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
         result, answered = CascadeRunner(self._runner(), observe=self.mode == "observe").run(
             decision,
             lambda target: children.generate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
-            lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
+            lambda small: self._verdict(router, decision, messages, cascade.result_message(small), rest),
             lambda small: cascade.usage_of(cascade.result_message(small)),
         )
         return self._logged(
@@ -325,14 +329,14 @@ class HybridChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, rest = self._prepare(messages, run_manager, kwargs)
+        decision, rest, router = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
         result, answered = await CascadeRunner(self._runner(), observe=self.mode == "observe").arun(
             decision,
             lambda target: children.agenerate(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
-            lambda small: self._verdict(decision, messages, cascade.result_message(small), rest),
+            lambda small: self._verdict(router, decision, messages, cascade.result_message(small), rest),
             lambda small: cascade.usage_of(cascade.result_message(small)),
         )
         return self._logged(
@@ -346,14 +350,14 @@ class HybridChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision, rest = self._prepare(messages, run_manager, kwargs)
+        decision, rest, router = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
         pairs = CascadeRunner(self._runner(), observe=self.mode == "observe").stream(
             decision,
             lambda target: children.stream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
-            lambda small: self._verdict(decision, messages, cascade.stream_message(small), rest),
+            lambda small: self._verdict(router, decision, messages, cascade.stream_message(small), rest),
             is_output=children.has_output,
             usage=lambda small: cascade.usage_of(cascade.stream_message(small)),
         )
@@ -381,14 +385,14 @@ class HybridChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        decision, rest = self._prepare(messages, run_manager, kwargs)
+        decision, rest, router = self._prepare(messages, run_manager, kwargs)
         started = time.perf_counter()
         pairs = CascadeRunner(self._runner(), observe=self.mode == "observe").astream(
             decision,
             lambda target: children.astream(
                 self._child(target), messages, self._stop(stop), run_manager, self._child_kwargs(target, rest)
             ),
-            lambda small: self._verdict(decision, messages, cascade.stream_message(small), rest),
+            lambda small: self._verdict(router, decision, messages, cascade.stream_message(small), rest),
             is_output=children.has_output,
             usage=lambda small: cascade.usage_of(cascade.stream_message(small)),
         )
@@ -411,10 +415,15 @@ class HybridChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ helpers
     def _verdict(
-        self, decision: RouteDecision, messages: list[BaseMessage], answer: BaseMessage, rest: dict[str, Any]
+        self,
+        router: HybridRouter,
+        decision: RouteDecision,
+        messages: list[BaseMessage],
+        answer: BaseMessage,
+        rest: dict[str, Any],
     ) -> Verdict:
         wants_json = cascade.expects_json(rest, rest.get(BINDINGS_KEY))
-        return cascade.verdict(self.router, decision, messages, answer, wants_json)
+        return cascade.verdict(router, decision, messages, answer, wants_json)
 
     def _log(
         self,
@@ -502,8 +511,10 @@ class HybridChatModel(BaseChatModel):
         run = self._run_key(messages, config, options, source)
         if run is not None:
             kwargs[RUN_KEY] = run
-        decision = self._pins.get(run) or self.router.decide(messages, options, source, router_input=self.router_input)
+        router = self.current_router()
+        decision = self._pins.get(run) or router.decide(messages, options, source, router_input=self.router_input)
         kwargs[DECISION_KEY] = decision.to_dict()
+        kwargs[ROUTER_KEY] = router
         return kwargs
 
     async def _adecide_call(
@@ -516,18 +527,24 @@ class HybridChatModel(BaseChatModel):
 
     def _prepare(
         self, messages: list[BaseMessage], run_manager: Any, kwargs: dict[str, Any]
-    ) -> tuple[RouteDecision, dict[str, Any]]:
-        """The call's decision (made here when no entry point made it) and the kwargs left for the children."""
+    ) -> tuple[RouteDecision, dict[str, Any], HybridRouter]:
+        """The call's decision (made here when no entry point made it), the kwargs left for the children, and the
+        router that decided (the cascade's verifier must be the same router's)."""
         rest = dict(kwargs)
         decided = rest.pop(DECISION_KEY, None)
+        router = rest.pop(ROUTER_KEY, None) or self.current_router()
         call_options = pop_routing(rest)
         if decided is not None:
-            return RouteDecision(**decided), rest
+            return RouteDecision(**decided), rest, router
         metadata = getattr(run_manager, "metadata", None)
         options, source = resolve_call_options(
             call_options, metadata, ensure_config().get("configurable"), self._routing_defaults()
         )
-        return self.router.decide(messages, options, source, router_input=self.router_input), rest
+        return router.decide(messages, options, source, router_input=self.router_input), rest, router
+
+    def current_router(self) -> HybridRouter:
+        """The router now: ``router`` itself, or what its provider (a ``RouterRefresher``) holds at this moment."""
+        return self.router if isinstance(self.router, HybridRouter) else self.router()
 
     def _child(self, target: str) -> BaseChatModel:
         return self.small if target == "small" else self.large
@@ -566,6 +583,7 @@ class HybridChatModel(BaseChatModel):
         """Wrapper defaults < the child's own tool binding < the call's kwargs."""
         rest = dict(kwargs)
         rest.pop(RUN_KEY, None)
+        rest.pop(ROUTER_KEY, None)
         bound = (rest.pop(BINDINGS_KEY, None) or {}).get(target, {})
         defaults = {
             k: v for k, v in (("temperature", self.temperature), ("max_tokens", self.max_tokens)) if v is not None

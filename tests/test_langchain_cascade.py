@@ -213,3 +213,19 @@ def test_chat_openai_unparsable_tool_call_is_escalated(cascade_router):
         server.shutdown()
     assert out.content == "The answer is 24." and meta(out)["escalated"]
     assert meta(out)["small_usage"] == {"input_tokens": 7, "output_tokens": 3}
+
+
+def test_a_refresher_swaps_routers_between_calls(default_router, cascade_router, tmp_path):
+    from hybrid_router.core.refresh import RouterRefresher, promote_router
+
+    folder = tmp_path / "live"
+    promote_router(default_router, folder)
+    with RouterRefresher(folder, interval=0) as refresher:
+        model, small, large = pair(AIMessage(content=RIGHT), refresher, **ACCEPT_ALL)
+        with pytest.raises(ValueError, match="no answer verifier"):
+            model.invoke(QUESTION)
+        promote_router(cascade_router, folder)
+        assert refresher.check()
+        out = model.invoke(QUESTION)
+        streamed = list(model.stream(QUESTION))
+    assert meta(out)["verifier_score"] is not None and meta(streamed[0])["strategy"] == "cascade"
