@@ -60,6 +60,7 @@ def test_demo_routes_prints_the_table_and_writes_json(
         assert row["model"] == (result["small_model"] if row["route"] == "small" else result["large_model"])
         assert row["answer"] and 0 < row["output_tokens"] <= 4 and row["input_tokens"] > 5
         assert row["query"][:20] in printed
+        assert f"-> {' '.join(row['answer'].split())[:20]}" in printed  # each answer is shown, not only its score
         price = DEFAULT_SMALL_PRICE if row["route"] == "small" else DEFAULT_LARGE_PRICE
         assert row["cost"] == pytest.approx(price.cost(row["input_tokens"], row["output_tokens"]))
 

@@ -153,19 +153,22 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_demo(result: DemoResult, query_width: int = 44) -> str:
-    """The printed table plus the totals line."""
+def format_demo(result: DemoResult, query_width: int = 44, answer_width: int = 110) -> str:
+    """The printed table (each query's row, then its answer on the next line) plus the totals line."""
+    model_width = max([len(str(r.model)) for r in result.rows] + [5])
     header = (
-        f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<22} {'latency':>7} {'tokens':>9} {'cost $':>10}"
+        f"{'query':<{query_width}} {'route':<5} {'score':>5} {'model':<{model_width}} {'latency':>7} {'tokens':>9} "
+        f"{'cost $':>10}"
     )
     lines = [header, "-" * len(header)]
     for r in result.rows:
         score = "-" if r.score is None else f"{r.score:.2f}"
         route = r.answered_by + ("*" if r.fallback else "")
         lines.append(
-            f"{_cut(r.query, query_width):<{query_width}} {route:<5} {score:>5} {_cut(str(r.model), 22):<22} "
+            f"{_cut(r.query, query_width):<{query_width}} {route:<5} {score:>5} {str(r.model):<{model_width}} "
             f"{r.latency_s:>6.1f}s {f'{r.input_tokens}+{r.output_tokens}':>9} {r.cost:>10.7f}"
         )
+        lines.append(f"    -> {_cut(r.answer, answer_width)}")
     t = result.totals()
     lines.append("-" * len(header))
     lines.append(
