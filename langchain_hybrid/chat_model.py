@@ -27,7 +27,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
@@ -114,11 +114,12 @@ class HybridChatModel(BaseChatModel):
     """Keep one model for every call of one agent run (``create_agent``, LangGraph's ReAct agent): the model that
     answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). A call kwarg option or a
     forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning` for the run key."""
-    router_input: Literal["conversation", "last_user"] | Callable[[Any], str] = Field(
+    router_input: Literal["conversation", "last_user"] | PositiveInt | Callable[[Any], str] = Field(
         default="conversation", exclude=True
     )
     """What the router scores: ``"conversation"`` (the latest user turn, earlier turns, the system prompt),
-    ``"last_user"`` (the latest user message alone) or a callable (the message list -> text), e.g. one that takes
+    ``"last_user"`` (the latest user message alone), ``N`` (a window of the last N turns: the multi-turn history
+    policy) or a callable (the message list -> text), e.g. one that takes
     the question out of a RAG prompt. A text longer than the encoder reads keeps its start and its end. The
     routing record's ``router_input`` says which was used."""
 

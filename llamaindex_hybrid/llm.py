@@ -44,6 +44,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.tools.types import BaseTool
+from pydantic import PositiveInt
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
@@ -185,12 +186,12 @@ class HybridLLM(FunctionCallingLLM):
     routing_log: Optional[RoutingLog] = Field(
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
     )
-    router_input: Union[Literal["conversation", "last_user"], Callable[[Any], str]] = Field(
+    router_input: Union[Literal["conversation", "last_user"], PositiveInt, Callable[[Any], str]] = Field(
         default="conversation",
         exclude=True,
         description="What the router scores: 'conversation' (latest user turn, earlier turns, system prompt), "
-        "'last_user' (the latest user message alone) or a callable (messages -> text). Long texts keep their start "
-        "and their end.",
+        "'last_user' (the latest user message alone), N (a window of the last N turns) or a callable (messages -> "
+        "text). Long texts keep their start and their end.",
     )
     engine_query: bool = Field(
         default=True,

@@ -20,7 +20,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from lc_fakes import ScriptedChatModel
 
-from hybrid_router import HybridRouter
+from hybrid_router import HybridRouter, RoutingOptions
 from hybrid_router.core.conversation import router_text, select_router_text
 from hybrid_router.core.encoder import Encoder
 from hybrid_router.core.records import record_routes
@@ -294,3 +294,45 @@ def test_a_failed_query_leaves_no_engine_query_behind(router, li_index):
     with record_routes() as routes:
         HybridLLM(recording_mock("tiny"), recording_mock("huge"), router=router).complete("Hello there.")
     assert routes[0]["router_input"] == "conversation"
+
+
+def test_a_window_of_turns_is_the_history_policy(default_router):
+    from hybrid_router.core.conversation import select_router_text
+
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Prove that there are infinitely many primes."},
+        {"role": "assistant", "content": "Suppose finitely many; multiply them and add one..."},
+        {"role": "user", "content": "Thanks! Now, what is 2 + 2?"},
+    ]
+    text, label = select_router_text(messages, 1)
+    assert label == "last_turns:1" and "infinitely many primes" not in text and "system: Be brief." in text
+    whole, _ = select_router_text(messages, 2)
+    assert whole == select_router_text(messages, "conversation")[0]
+    decision = default_router.decide(messages, RoutingOptions(quality_threshold=0.5), "test", router_input=1)
+    assert decision.score == pytest.approx(default_router.score(text)) and decision.router_input == "last_turns:1"
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="router_input"):
+            select_router_text(messages, bad)
+
+
+def test_both_wrappers_take_a_window_of_turns(default_router):
+    from llama_index.core.base.llms.types import ChatMessage
+    from llama_index.core.llms import MockLLM
+
+    from langchain_hybrid import HybridChatModel
+    from llamaindex_hybrid import HybridLLM
+
+    chat = HybridChatModel(
+        small=ScriptedChatModel(model_name="s"),
+        large=ScriptedChatModel(model_name="l"),
+        router=default_router,
+        router_input=1,
+    )
+    out = chat.invoke([HumanMessage("Prove Fermat's last theorem."), HumanMessage("And what is 2 + 2?")])
+    assert out.response_metadata["hybrid_router"]["router_input"] == "last_turns:1"
+    llm = HybridLLM(MockLLM(), MockLLM(), router=default_router, router_input=1)
+    reply = llm.chat([ChatMessage(role="user", content="Hi"), ChatMessage(role="user", content="What is 2 + 2?")])
+    assert reply.additional_kwargs["hybrid_router"]["router_input"] == "last_turns:1"
+    with pytest.raises(ValueError):
+        HybridLLM(MockLLM(), MockLLM(), router=default_router, router_input=0)

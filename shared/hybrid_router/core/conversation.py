@@ -143,12 +143,15 @@ ROUTER_INPUTS = ("conversation", "last_user")
 
 
 def check_router_input(router_input: Any) -> Any:
-    """``router_input`` when it is ``"conversation"``, ``"last_user"`` or a callable, else a ValueError."""
+    """``router_input`` when it is ``"conversation"``, ``"last_user"``, a number of turns (an int >= 1) or a
+    callable, else a ValueError."""
     if callable(router_input) or router_input in ROUTER_INPUTS:
         return router_input
+    if isinstance(router_input, int) and not isinstance(router_input, bool) and router_input >= 1:
+        return router_input
     raise ValueError(
-        f"router_input must be one of {', '.join(map(repr, ROUTER_INPUTS))} or a callable (messages -> text), "
-        f"got {router_input!r}"
+        f"router_input must be one of {', '.join(map(repr, ROUTER_INPUTS))}, a number of turns (int >= 1) or a "
+        f"callable (messages -> text), got {router_input!r}"
     )
 
 
@@ -156,6 +159,8 @@ def router_input_label(router_input: Any) -> str:
     """How the routing record names ``router_input``: its name, or ``"callable:<qualified name>"``."""
     if isinstance(router_input, str):
         return router_input
+    if isinstance(router_input, int):
+        return f"last_turns:{router_input}"
     name = getattr(router_input, "__qualname__", None) or type(router_input).__qualname__
     return f"callable:{name}"
 
@@ -170,12 +175,28 @@ def last_user_text(query: str | Sequence[Any]) -> str | None:
     return None
 
 
+def last_turns(query: str | Sequence[Any], turns: int) -> str | list[Any]:
+    """The messages from the ``turns``-th latest user turn on, with every system message (a string stays as it is;
+    a list with fewer user turns stays whole)."""
+    if isinstance(query, str):
+        return query
+    messages = list(query or [])
+    roles = [message_role_and_text(m)[0] for m in messages]
+    users = [i for i, role in enumerate(roles) if role == "user"]
+    if len(users) <= turns:
+        return messages
+    start = users[-turns]
+    return [m for i, (m, role) in enumerate(zip(messages, roles)) if i >= start or role == "system"]
+
+
 def select_router_text(query: str | Sequence[Any], router_input: Any = "conversation") -> tuple[str, str]:
     """(router text, label of what it is) for a query or message list under ``router_input``.
 
     - ``"conversation"``: :func:`router_text` (the latest user turn, earlier turns, the system prompt).
     - ``"last_user"``: the latest user turn alone; a list with no user text falls back to the conversation rule
       (and the label says ``"conversation"``).
+    - ``N`` (an int): a window of the last ``N`` turns (from the N-th latest user turn on), plus the system prompt;
+      the conversation rule then orders them (latest user turn first).
     - a callable: called with the query as given (a string or the message list); it must return a non-empty
       string, which is routed on as it is.
 
@@ -189,6 +210,8 @@ def select_router_text(query: str | Sequence[Any], router_input: Any = "conversa
         if text is None or not text.strip():
             return router_text(query), "conversation"
         return router_text(text), "last_user"
+    if isinstance(router_input, int):
+        return router_text(last_turns(query, router_input)), router_input_label(router_input)
     router_text(query)  # reject empty input before the callable runs
     text = router_input(query)
     if not isinstance(text, str):
