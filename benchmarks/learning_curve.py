@@ -174,7 +174,7 @@ def main() -> int:
     lines = [
         "| router | " + " | ".join(f"after {k}" for k in steps) + " |",
         "|---|" + "---|" * len(steps),
-        "| static start (no GSM8K) | "
+        f"| static start ({start_name}) | "
         + " | ".join(f"{start_m['apgr']:.3f} / {start_m['large_share']:.0%}" for _ in steps)
         + " |",
     ]
