@@ -33,7 +33,7 @@ from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision,
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.fallback import FallbackPolicy, describe
 from hybrid_router.core.options import ROUTES
-from hybrid_router.core.pinning import RoutePins
+from hybrid_router.core.pinning import RoutePins, StickySessions
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade, children, structured
@@ -49,6 +49,8 @@ ROUTER_KEY = "_hybrid_router"
 BINDINGS_KEY = "_hybrid_child_kwargs"
 #: Private call kwarg: the agent run the call belongs to (see :mod:`langchain_hybrid.pinning`).
 RUN_KEY = "_hybrid_run"
+#: Private call kwarg: the session a call belongs to, when sessions are sticky.
+SESSION_KEY = "_hybrid_session"
 
 
 class HybridChatModel(BaseChatModel):
@@ -114,6 +116,11 @@ class HybridChatModel(BaseChatModel):
     """Keep one model for every call of one agent run (``create_agent``, LangGraph's ReAct agent): the model that
     answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). A call kwarg option or a
     forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning` for the run key."""
+    sticky_sessions: bool = False
+    """Escalate-only multi-turn policy: within a session (LangGraph's ``configurable.thread_id``, or ``thread_id`` /
+    ``session_id`` in the config's metadata), once a turn was answered by ``large``, later turns go to ``large``
+    too (``threshold_source`` ``"sticky:..."``). A call kwarg option or a forced ``hybrid_route`` still decides its
+    own call."""
     router_input: Literal["conversation", "last_user"] | PositiveInt | Callable[[Any], str] = Field(
         default="conversation", exclude=True
     )
@@ -127,6 +134,7 @@ class HybridChatModel(BaseChatModel):
 
     _fallback_runner: tuple[tuple[Any, ...], FallbackRunner] | None = PrivateAttr(default=None)
     _pins: RoutePins = PrivateAttr(default_factory=RoutePins)
+    _sticky: StickySessions = PrivateAttr(default_factory=StickySessions)
 
     @model_validator(mode="after")
     def _check_options(self) -> "HybridChatModel":
@@ -492,8 +500,19 @@ class HybridChatModel(BaseChatModel):
             return None
         return agent_run_key(messages, config)
 
+    def _session_key(self, config: RunnableConfig | None, options: RoutingOptions, source: str) -> Any:
+        """The session of a call when sessions are sticky: LangGraph's ``thread_id`` (or ``session_id`` in the
+        config's metadata); None for a call kwarg or a forced route, which decide their own call."""
+        if not self.sticky_sessions or source == "kwarg" or options.route is not None:
+            return None
+        config = ensure_config(config)
+        configurable, metadata = config.get("configurable") or {}, config.get("metadata") or {}
+        session = configurable.get("thread_id", metadata.get("thread_id", metadata.get("session_id")))
+        return None if session is None else ("session", str(session))
+
     def _keep_pin(self, answered: Answered, rest: Mapping[str, Any]) -> Answered:
         """Pin the call's run (if any) to the model that answered (in observe mode: the model the router chose)."""
+        self._sticky.record(rest.get(SESSION_KEY), answered)
         run = rest.get(RUN_KEY)
         if run is not None:
             kept = answered if answered.mode != "observe" else replace(answered, answered_by=answered.decision.target)
@@ -512,8 +531,15 @@ class HybridChatModel(BaseChatModel):
         run = self._run_key(messages, config, options, source)
         if run is not None:
             kwargs[RUN_KEY] = run
+        session = self._session_key(config, options, source)
+        if session is not None:
+            kwargs[SESSION_KEY] = session
         router = self.current_router()
-        decision = self._pins.get(run) or router.decide(messages, options, source, router_input=self.router_input)
+        decision = (
+            self._pins.get(run)
+            or self._sticky.get(session)
+            or router.decide(messages, options, source, router_input=self.router_input)
+        )
         kwargs[DECISION_KEY] = decision.to_dict()
         kwargs[ROUTER_KEY] = router
         return kwargs
@@ -584,6 +610,7 @@ class HybridChatModel(BaseChatModel):
         """Wrapper defaults < the child's own tool binding < the call's kwargs."""
         rest = dict(kwargs)
         rest.pop(RUN_KEY, None)
+        rest.pop(SESSION_KEY, None)
         rest.pop(ROUTER_KEY, None)
         bound = (rest.pop(BINDINGS_KEY, None) or {}).get(target, {})
         defaults = {

@@ -21,10 +21,11 @@ PINNED_PREFIX = "pinned:"
 class RoutePins:
     """Run key -> pinned :class:`RouteDecision`; keeps the ``max_runs`` most recently used runs (thread-safe)."""
 
-    def __init__(self, max_runs: int = 1024):
+    def __init__(self, max_runs: int = 1024, *, prefix: str = PINNED_PREFIX):
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs!r}")
         self.max_runs = max_runs
+        self.prefix = prefix
         self._pins: OrderedDict[Hashable, RouteDecision] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -53,7 +54,7 @@ class RoutePins:
             target=first.target if answered.mode == "observe" else answered.answered_by,
             score=first.score,
             threshold=first.threshold,
-            threshold_source=source if source.startswith(PINNED_PREFIX) else PINNED_PREFIX + source,
+            threshold_source=source if source.startswith(self.prefix) else self.prefix + source,
             requested=first.requested,
             router_input=first.router_input,
         )
@@ -66,3 +67,28 @@ class RoutePins:
 
     def __len__(self) -> int:
         return len(self._pins)
+
+
+#: ``threshold_source`` prefix of a session kept on the large model by :class:`StickySessions`.
+STICKY_PREFIX = "sticky:"
+
+
+class StickySessions:
+    """Escalate-only stickiness: once a turn of a session was answered by the large model, later turns of that
+    session go large too (``threshold_source`` ``"sticky:..."``). Keeps the ``max_sessions`` most recent sessions.
+
+    A conversation whose question was hard enough for the large model is likely to stay hard (follow-ups build on
+    the large model's answer), and switching a conversation back to the small model mid-way changes its voice.
+    """
+
+    def __init__(self, max_sessions: int = 4096):
+        self._large = RoutePins(max_sessions, prefix=STICKY_PREFIX)
+
+    def get(self, session: Hashable | None) -> RouteDecision | None:
+        """The large-model decision of a session that already went large (None otherwise)."""
+        return self._large.get(session)
+
+    def record(self, session: Hashable | None, answered: Answered) -> None:
+        """Remember a session once the large model answered one of its turns (observe mode does not count)."""
+        if session is not None and answered.answered_by == "large" and answered.mode != "observe":
+            self._large.pin(session, answered)
