@@ -12,6 +12,9 @@ OpenAI-style error bodies (``{"error": {"message", "type", "param", "code"}}``):
 (checked before parsing), 400 for invalid JSON, nesting deeper than :data:`MAX_DEPTH` or a lone surrogate, 401 for
 a missing or wrong API key when the server has one (every route but ``/health``).
 
+``POST /v1/route`` takes the same body (same validation, limits and key) and answers only the routing decision
+(target, score, threshold, source, ...) without calling a model, so a gateway can make the call itself.
+
 The app is async end to end: upstream HTTP calls run on the event loop, so a timed-out, failed or abandoned
 upstream stream is closed at once (a client that disconnects cancels its upstream call), and each backend has its
 own concurrency limit, so a hung backend cannot slow requests routed to the other. Every error text the server
@@ -26,6 +29,7 @@ import hmac
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -428,7 +432,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(service: RouterService, *, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/models``, ``/health``).
+    """The FastAPI app serving ``service`` (``/v1/chat/completions``, ``/v1/route``, ``/v1/models``, ``/health``).
 
     ``api_key``: when set, every route but ``/health`` requires it as a Bearer token (401 otherwise).
     ``max_body_bytes``: larger request bodies get a 413 before they are parsed.
@@ -470,8 +474,9 @@ def create_app(service: RouterService, *, api_key: str | None = None, max_body_b
         return error(RequestError(500, message, None, None, "server_error"))
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        # x-hybrid-worker: the answering process (``hybrid-llm serve --workers N`` runs N of them)
+        return JSONResponse({"status": "ok"}, headers={"x-hybrid-worker": str(os.getpid())})
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -497,7 +502,31 @@ def create_app(service: RouterService, *, api_key: str | None = None, max_body_b
             return JSONResponse(result, headers=route_headers(answered))
         return await _stream_response(service.stream(parsed, decision, router))
 
+    @app.post("/v1/route")
+    async def route(request: Request) -> Any:
+        """The routing decision for a chat-completions body, without calling a model (for gateways)."""
+        try:
+            parsed = parse_request(await read_body(request, max_body_bytes))
+            decision = await run_in_threadpool(service.decide, parsed, service.current_router())
+        except RequestError as exc:
+            return error(exc)
+        return JSONResponse(route_body(decision), headers=decision_headers(decision))
+
     return app
+
+
+def route_body(decision: RouteDecision) -> dict[str, Any]:
+    """The ``POST /v1/route`` answer: ``{"object": "hybrid.route", target, score, threshold, ...}``."""
+    return {"object": "hybrid.route", **decision.to_dict()}
+
+
+def decision_headers(decision: RouteDecision) -> dict[str, str]:
+    """``x-hybrid-*`` headers of a ``/v1/route`` answer (for proxies that route on response headers)."""
+    return {
+        "x-hybrid-decision": decision.target,
+        "x-hybrid-score": "" if decision.score is None else f"{decision.score:.4f}",
+        "x-hybrid-strategy": decision.strategy,
+    }
 
 
 async def _stream_response(chunks: AsyncIterator[tuple[dict[str, Any], Answered]]) -> Any:
