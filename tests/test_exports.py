@@ -10,7 +10,7 @@ import pytest
 from hybrid_router import Answered, FallbackRunner, RouteDecision, RoutingOptions, load_routing_data
 from hybrid_router.cli import main
 from hybrid_router.local.distill import IGNORE_INDEX, build_examples
-from hybrid_router.traffic.exports import PAIR_COLUMNS, export_pairs, export_sft, read_sft_jsonl
+from hybrid_router.traffic.exports import ANSWER_COLUMNS, PAIR_COLUMNS, export_pairs, export_sft, read_sft_jsonl
 from hybrid_router.traffic.log_scoring import JudgeScorer, read_scores, score_log
 from hybrid_router.traffic.routing_log import RoutingLog, read_calls
 from hybrid_router.train.training import train_router
@@ -79,10 +79,11 @@ def test_real_traffic_to_retrained_router_and_sft_data(tmp_path, small_local_cha
     assert main(["export-pairs", str(log_path), str(pairs_csv), "--scorer", "embed"]) == 0
     with open(pairs_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert tuple(rows[0]) == PAIR_COLUMNS and len(rows) == 5
+    assert tuple(rows[0]) == PAIR_COLUMNS + ANSWER_COLUMNS and len(rows) == 5  # the log kept the answers' text
     assert {r["metric"] for r in rows} == {"similarity"} and {r["large_score"] for r in rows} == {"1.0"}
     data = load_routing_data(pairs_csv)
     assert sorted(data.queries) == sorted(QUESTIONS) and data.small_model == "smollm2-135m"
+    assert all(data.small_answers) and all(data.large_answers)
     result = train_router(data, labels="trans", val_fraction=0.4)
     assert result.n_train == 3 and result.n_val == 2 and 0.0 <= result.router.score("What is 1 + 1?") <= 1.0
     assert (

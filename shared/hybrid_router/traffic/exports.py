@@ -19,6 +19,9 @@ from pathlib import Path
 from .log_scoring import SCORER_METRICS, call_groups, scorer_names, scores_by_call
 
 PAIR_COLUMNS = ("query_id", "query", "small_model", "small_score", "large_model", "large_score", "source", "metric")
+#: Written after :data:`PAIR_COLUMNS` when every pair has both answers' text (logs kept with ``store_text=True``):
+#: what the answer verifier of a cascade trains on.
+ANSWER_COLUMNS = ("small_answer", "large_answer")
 SFT_ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -75,14 +78,19 @@ def scored_pairs(path: str | Path, scorer: str) -> list[ScoredPair]:
 
 
 def export_pairs(path: str | Path, out: str | Path, *, scorer: str | None = None) -> int:
-    """Write the scored pairs as router-training CSV; returns the number of rows (ValueError when none)."""
+    """Write the scored pairs as router-training CSV; returns the number of rows (ValueError when none).
+
+    With both answers' text in every pair, the ``small_answer`` and ``large_answer`` columns are written too, so
+    ``hybrid-llm train`` on the file also trains the answer verifier.
+    """
     name = resolve_scorer(path, scorer)
     pairs = scored_pairs(path, name)
     if not pairs:
         raise ValueError(f"{path}: no pair has both answers scored by {name!r} (log calls with a shadow_rate > 0)")
+    with_answers = all(_has_text(p.small.get("answer")) and _has_text(p.large.get("answer")) for p in pairs)
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(PAIR_COLUMNS)
+        writer.writerow(PAIR_COLUMNS + (ANSWER_COLUMNS if with_answers else ()))
         for p in pairs:
             writer.writerow(
                 [
@@ -94,9 +102,14 @@ def export_pairs(path: str | Path, out: str | Path, *, scorer: str | None = None
                     repr(float(p.large_score)),
                     f"routing-log/{p.small['source'] or 'unknown'}",
                     SCORER_METRICS.get(name, name),
+                    *((p.small["answer"], p.large["answer"]) if with_answers else ()),
                 ]
             )
     return len(pairs)
+
+
+def _has_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def sft_messages(conversation: list[list[str]], answer: str) -> list[dict]:
