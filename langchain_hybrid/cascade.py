@@ -12,17 +12,22 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 from hybrid_router import HybridRouter, RouteDecision
-from hybrid_router.core.cascade_runner import Usage, Verdict, json_problem, judge, tool_arguments_problem
+from hybrid_router.core.cascade_runner import (
+    Usage,
+    Verdict,
+    asks_for_json,
+    json_problem,
+    judge,
+    tool_arguments_problem,
+)
 
 from .traffic import add_chunks
-
-JSON_FORMATS = ("json_object", "json_schema")
 
 
 def expects_json(call_kwargs: Mapping[str, Any], bindings: Mapping[str, Any] | None) -> bool:
     """Whether the call asked the small model for JSON (``response_format``, as bound by structured output)."""
     formats = [call_kwargs.get("response_format"), (bindings or {}).get("small", {}).get("response_format")]
-    return any(isinstance(f, type) or (isinstance(f, dict) and f.get("type") in JSON_FORMATS) for f in formats if f)
+    return any(asks_for_json(f) for f in formats)
 
 
 def problem(message: BaseMessage, wants_json: bool) -> str | None:

@@ -31,9 +31,10 @@ from pydantic import ConfigDict, Field, PositiveInt, PrivateAttr, model_validato
 
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
-from hybrid_router.core.fallback import FallbackPolicy, describe
+from hybrid_router.core.fallback import FallbackPolicy, RunnerCache, describe
 from hybrid_router.core.options import ROUTES
 from hybrid_router.core.pinning import RoutePins, StickySessions
+from hybrid_router.core.refresh import current_router
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade, children, structured
@@ -132,7 +133,7 @@ class HybridChatModel(BaseChatModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    _fallback_runner: tuple[tuple[Any, ...], FallbackRunner] | None = PrivateAttr(default=None)
+    _runners: RunnerCache = PrivateAttr(default_factory=RunnerCache)
     _pins: RoutePins = PrivateAttr(default_factory=RoutePins)
     _sticky: StickySessions = PrivateAttr(default_factory=StickySessions)
 
@@ -571,7 +572,7 @@ class HybridChatModel(BaseChatModel):
 
     def current_router(self) -> HybridRouter:
         """The router now: ``router`` itself, or what its provider (a ``RouterRefresher``) holds at this moment."""
-        return self.router if isinstance(self.router, HybridRouter) else self.router()
+        return current_router(self.router)
 
     def _child(self, target: str) -> BaseChatModel:
         return self.small if target == "small" else self.large
@@ -581,27 +582,15 @@ class HybridChatModel(BaseChatModel):
 
     def _runner(self) -> FallbackRunner:
         """The fallback runner for the current settings; kept between calls, so cooldowns see every call."""
-        settings = (
-            self.timeout,
-            self.idle_timeout,
-            self.fallback,
-            self.fallback_policy,
-            self.cooldown_after,
-            self.cooldown_s,
-            self._names(),
+        return self._runners.get(
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            fallback=self.fallback,
+            model_names=self._names(),
+            policy=self.fallback_policy,
+            cooldown_after=self.cooldown_after,
+            cooldown_s=self.cooldown_s,
         )
-        if self._fallback_runner is None or self._fallback_runner[0] != settings:
-            runner = FallbackRunner(
-                timeout=self.timeout,
-                idle_timeout=self.idle_timeout,
-                fallback=self.fallback,
-                model_names=self._names(),
-                policy=self.fallback_policy,
-                cooldown_after=self.cooldown_after,
-                cooldown_s=self.cooldown_s,
-            )
-            self._fallback_runner = (settings, runner)
-        return self._fallback_runner[1]
 
     def _stop(self, stop: list[str] | None) -> list[str] | None:
         return stop if stop is not None else self.stop

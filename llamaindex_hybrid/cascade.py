@@ -12,16 +12,21 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 from llama_index.core.base.llms.types import ChatResponse, CompletionResponse, ToolCallBlock
 
 from hybrid_router import HybridRouter, RouteDecision
-from hybrid_router.core.cascade_runner import Usage, Verdict, json_problem, judge, tool_arguments_problem
+from hybrid_router.core.cascade_runner import (
+    Usage,
+    Verdict,
+    asks_for_json,
+    json_problem,
+    judge,
+    tool_arguments_problem,
+)
 
 Response = Union[ChatResponse, CompletionResponse]
-JSON_FORMATS = ("json_object", "json_schema")
 
 
 def expects_json(call_kwargs: Mapping[str, Any]) -> bool:
     """Whether the call asked for JSON (an OpenAI-style ``response_format``)."""
-    fmt = call_kwargs.get("response_format")
-    return isinstance(fmt, type) or (isinstance(fmt, dict) and fmt.get("type") in JSON_FORMATS)
+    return asks_for_json(call_kwargs.get("response_format"))
 
 
 def text_of(response: Response) -> str:

@@ -49,10 +49,11 @@ from pydantic import PositiveInt
 from hybrid_router import Answered, FallbackRunner, HybridRouter, RouteDecision, RoutingOptions, current_routing
 from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.conversation import router_text
-from hybrid_router.core.fallback import FallbackPolicy, describe
+from hybrid_router.core.fallback import FallbackPolicy, RunnerCache, describe
 from hybrid_router.core.options import OPTION_ALIASES, resolve_options, strict_fraction
 from hybrid_router.core.pinning import RoutePins
 from hybrid_router.core.records import add_route_record
+from hybrid_router.core.refresh import current_router
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade
@@ -199,7 +200,7 @@ class HybridLLM(FunctionCallingLLM):
         "(whose retrieved context would hide the question); see llamaindex_hybrid.engine_query.",
     )
 
-    _runners: Optional[tuple[tuple[Any, ...], FallbackRunner]] = PrivateAttr(default=None)
+    _runners: RunnerCache = PrivateAttr(default_factory=RunnerCache)
     _pins: RoutePins = PrivateAttr()
 
     def __init__(self, small: LLM, large: LLM, router: Optional[HybridRouter] = None, **kwargs: Any) -> None:
@@ -226,28 +227,15 @@ class HybridLLM(FunctionCallingLLM):
     @property
     def _runner(self) -> FallbackRunner:
         """The fallback runner for the current fields; kept while they stay the same, so cooldowns see every call."""
-        names = (self.small.metadata.model_name, self.large.metadata.model_name)
-        settings = (
-            self.timeout,
-            self.idle_timeout,
-            self.fallback,
-            self.fallback_policy,
-            self.cooldown_after,
-            self.cooldown_s,
-            names,
+        return self._runners.get(
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            fallback=self.fallback,
+            model_names=(self.small.metadata.model_name, self.large.metadata.model_name),
+            policy=self.fallback_policy,
+            cooldown_after=self.cooldown_after,
+            cooldown_s=self.cooldown_s,
         )
-        if self._runners is None or self._runners[0] != settings:
-            runner = FallbackRunner(
-                timeout=self.timeout,
-                idle_timeout=self.idle_timeout,
-                fallback=self.fallback,
-                model_names=names,
-                policy=self.fallback_policy,
-                cooldown_after=self.cooldown_after,
-                cooldown_s=self.cooldown_s,
-            )
-            self._runners = (settings, runner)
-        return self._runners[1]
 
     @property
     def _cascade(self) -> CascadeRunner:
@@ -312,7 +300,7 @@ class HybridLLM(FunctionCallingLLM):
 
     def current_router(self) -> HybridRouter:
         """The router now: ``router`` itself, or what its provider (a ``RouterRefresher``) holds at this moment."""
-        return self.router if isinstance(self.router, HybridRouter) else self.router()
+        return current_router(self.router)
 
     async def _aplan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
         """:meth:`_plan` off the event loop (scoring runs the encoder); the thread sees this context."""

@@ -56,6 +56,17 @@ def judge(score: float | None, threshold: float, problem: str | None = None) -> 
     return Verdict(score)
 
 
+#: ``response_format`` types that ask for a JSON answer (OpenAI-style; a schema class asks too).
+JSON_FORMATS = ("json_object", "json_schema")
+
+
+def asks_for_json(response_format: object) -> bool:
+    """Whether a ``response_format`` (a dict, or a schema class as LangChain and LlamaIndex bind) asks for JSON."""
+    return isinstance(response_format, type) or (
+        isinstance(response_format, dict) and response_format.get("type") in JSON_FORMATS
+    )
+
+
 def json_problem(text: str) -> str | None:
     """A reason to escalate when JSON was asked for and ``text`` is not valid JSON."""
     try:

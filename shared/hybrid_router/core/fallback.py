@@ -215,6 +215,22 @@ def _any_chunk(chunk: Any) -> bool:
     return True
 
 
+class RunnerCache:
+    """One :class:`FallbackRunner` per settings, kept while the settings stay the same, so its cooldowns see every
+    call; a wrapper whose fields change (assignment, ``model_copy``) gets a runner for the new settings."""
+
+    def __init__(self) -> None:
+        self._settings: tuple | None = None
+        self._runner: FallbackRunner | None = None
+
+    def get(self, **settings: Any) -> "FallbackRunner":
+        """The runner for these :class:`FallbackRunner` keyword arguments."""
+        key = tuple(sorted(settings.items(), key=lambda item: item[0]))
+        if self._runner is None or self._settings != key:
+            self._runner, self._settings = FallbackRunner(**settings), key
+        return self._runner
+
+
 class FallbackRunner:
     """Runs a decision with fallback, a fallback policy and cooldowns.
 

@@ -36,6 +36,13 @@ logger = logging.getLogger(__name__)
 Signature = tuple[tuple[int, int, int], ...]
 
 
+def current_router(router: HybridRouter | Callable[[], HybridRouter]) -> HybridRouter:
+    """``router`` itself, or what a provider of routers (a :class:`RouterRefresher`, any callable) returns now.
+
+    A caller takes it once per call and uses that router throughout (decide, verify, log)."""
+    return router if isinstance(router, HybridRouter) else router()
+
+
 def folder_signature(folder: str | Path) -> Signature | None:
     """The identity of a router folder's files (inode, size, mtime in ns), or None when a file is missing."""
     out = []

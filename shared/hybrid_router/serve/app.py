@@ -44,6 +44,7 @@ from ..core.cascade_runner import CascadeRunner, Verdict
 from ..core.fallback import FallbackRunner
 from ..core.options import OPTION_ALIASES, RoutingOptions, resolve_options, validate_strategy
 from ..core.redact import redact
+from ..core.refresh import current_router
 from ..core.router import HybridRouter, RouteDecision
 from . import cascade
 from .backends import DEFAULT_CONCURRENCY, ChatBackend
@@ -286,7 +287,7 @@ class RouterService:
 
     def current_router(self) -> HybridRouter:
         """The router now: the one given, or what a provider (a ``RouterRefresher``) holds at this moment."""
-        return self._router if isinstance(self._router, HybridRouter) else self._router()
+        return current_router(self._router)
 
     def decide(self, request: ParsedRequest, router: HybridRouter | None = None) -> RouteDecision:
         """The route for a request (RequestError 400 when the router cannot score it)."""

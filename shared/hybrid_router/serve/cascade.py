@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.cascade_runner import Usage, Verdict, json_problem, judge, tool_arguments_problem
+from ..core.cascade_runner import Usage, Verdict, asks_for_json, json_problem, judge, tool_arguments_problem
 from ..core.decision import RouteDecision
 from ..core.router import HybridRouter
 
-JSON_FORMATS = ("json_object", "json_schema")
-
 
 def expects_json(body: dict[str, Any]) -> bool:
-    fmt = body.get("response_format")
-    return isinstance(fmt, dict) and fmt.get("type") in JSON_FORMATS
+    return asks_for_json(body.get("response_format"))
 
 
 def completion_answer(completion: dict[str, Any]) -> tuple[str, list[Any]]:
