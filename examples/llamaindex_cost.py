@@ -31,7 +31,7 @@ def main() -> None:
         counter = TokenCountingHandler()
         Settings.callback_manager = CallbackManager([counter])
         Settings.llm = HybridLLM(small, large)
-        llm = Settings.llm  # the Settings getter hands the callback manager to HybridLLM and its children
+        llm = Settings.llm  # the Settings getter hands the callback manager to HybridLLM (not to its children)
         prices = {small.metadata.model_name: DEFAULT_SMALL_PRICE, large.metadata.model_name: DEFAULT_LARGE_PRICE}
 
         # Budget knob: the calibrated threshold that sends about half of the traffic to the large model.

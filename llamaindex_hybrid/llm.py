@@ -51,12 +51,13 @@ from hybrid_router.core.cascade_runner import CascadeRunner, Verdict
 from hybrid_router.core.conversation import router_text
 from hybrid_router.core.fallback import FallbackPolicy, RunnerCache, describe
 from hybrid_router.core.options import OPTION_ALIASES, resolve_options, strict_fraction
-from hybrid_router.core.pinning import RoutePins
+from hybrid_router.core.pinning import LargeAnswers, RoutePins
 from hybrid_router.core.records import add_route_record
 from hybrid_router.core.refresh import current_router
 from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade
+from .callbacks import LLMCallbacks
 from .engine_query import ENGINE_QUERY_LABEL, current_engine_query
 from .engine_query import install as install_engine_query
 from .events import emit_route_event
@@ -129,6 +130,7 @@ class _Plan:
     run: Optional[str]
     query: Union[str, Sequence[Any]] = ""
     router: Optional[HybridRouter] = None
+    callbacks: Optional[LLMCallbacks] = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -184,6 +186,11 @@ class HybridLLM(FunctionCallingLLM):
         "routing log's shadow calls can sample the small one in the background).",
     )
     pin_runs: bool = Field(default=True, description="Keep one model for all calls of one workflow/agent run.")
+    sticky_sessions: bool = Field(
+        default=False,
+        description="Escalate-only sessions: a chat whose history holds an answer the large model gave through this "
+        "HybridLLM goes large too (a chat engine's memory, an agent's chat history); a call kwarg still decides.",
+    )
     routing_log: Optional[RoutingLog] = Field(
         default=None, exclude=True, description="Append every answered call (off the request path), with shadows."
     )
@@ -202,15 +209,13 @@ class HybridLLM(FunctionCallingLLM):
 
     _runners: RunnerCache = PrivateAttr(default_factory=RunnerCache)
     _pins: RoutePins = PrivateAttr()
+    _sticky: LargeAnswers = PrivateAttr(default_factory=LargeAnswers)
 
     def __init__(self, small: LLM, large: LLM, router: Optional[HybridRouter] = None, **kwargs: Any) -> None:
-        share_callbacks = kwargs.get("callback_manager") is not None
         super().__init__(small=small, large=large, router=router or HybridRouter.shared_default(), **kwargs)
         _ = self._defaults, self._runner  # validate the default options and the runner settings now
         self._pins = RoutePins()
         install_engine_query()
-        if share_callbacks:
-            self._share_callback_manager()
 
     @classmethod
     def class_name(cls) -> str:
@@ -250,16 +255,6 @@ class HybridLLM(FunctionCallingLLM):
         verify = self._verify(plan)
         return lambda chunks: verify(chunks[-1])
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name == "callback_manager":  # Settings.llm assigns Settings.callback_manager here
-            self._share_callback_manager()
-
-    def _share_callback_manager(self) -> None:
-        """The children emit the LLM callbacks, so they get this model's callback manager."""
-        for child in (self.small, self.large):
-            child.callback_manager = self.callback_manager
-
     @property
     def metadata(self) -> LLMMetadata:
         """Limits both children satisfy: the smaller window and output, tools only if both support them."""
@@ -278,25 +273,36 @@ class HybridLLM(FunctionCallingLLM):
         return self.small if target == "small" else self.large
 
     @dispatcher.span
-    def _plan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any]) -> _Plan:
-        """Validate the input and options, and decide (raises ValueError before any model call)."""
+    def _plan(self, query: Union[str, Sequence[Any]], kwargs: Dict[str, Any], *, events: bool = True) -> _Plan:
+        """Validate the input and options, and decide (raises ValueError before any model call); ``events``: open
+        the call's LLM callback event (see :mod:`llamaindex_hybrid.callbacks`)."""
         given = RoutingOptions.from_mapping(kwargs)
         child_kwargs = {k: v for k, v in kwargs.items() if k not in OPTION_ALIASES}
         layers = [("kwarg", given), ("context", current_routing()), ("default", self._defaults)]
         options, source = resolve_options(layers)
         run = get_current_run_id() if self.pin_runs and not given.is_set else None
-        pinned = self._pins.get(run)
         router = self.current_router()
-        if pinned is not None:
+        routed_on: Union[str, Sequence[Any]] = query
+        decision = self._pins.get(run) or self._sticky_decision(query, given, options)
+        if decision is not None:
             router_text(query)  # still reject empty input
-            return _Plan(pinned, child_kwargs, run, query, router)
-        question = current_engine_query() if self.engine_query else None
-        if question is not None:
-            router_text(query)  # still reject empty input
+        elif (question := current_engine_query() if self.engine_query else None) is not None:
+            router_text(query)
             decision = router.decide(question, options, source, router_input_label=ENGINE_QUERY_LABEL)
-            return _Plan(decision, child_kwargs, run, question, router)
-        decision = router.decide(query, options, source, router_input=self.router_input)
-        return _Plan(decision, child_kwargs, run, query, router)
+            routed_on = question
+        else:
+            decision = router.decide(query, options, source, router_input=self.router_input)
+        callbacks = LLMCallbacks.start(self.callback_manager, (self.small, self.large), query, child_kwargs)
+        return _Plan(decision, child_kwargs, run, routed_on, router, callbacks if events else None)
+
+    def _sticky_decision(
+        self, query: Union[str, Sequence[Any]], given: RoutingOptions, options: RoutingOptions
+    ) -> Optional[RouteDecision]:
+        """The large model, when sessions are sticky and the history holds one of its earlier answers."""
+        if not self.sticky_sessions or given.is_set or options.route is not None or isinstance(query, str):
+            return None
+        texts = [m.content for m in query if getattr(m, "role", None) == MessageRole.ASSISTANT]
+        return self._sticky.find(t for t in texts if isinstance(t, str))
 
     def current_router(self) -> HybridRouter:
         """The router now: ``router`` itself, or what its provider (a ``RouterRefresher``) holds at this moment."""
@@ -327,6 +333,11 @@ class HybridLLM(FunctionCallingLLM):
     ) -> None:
         """Emit the routing event and append the call to :attr:`routing_log` (if any); ``error``: failed midway."""
         emit_route_event(answered, response, error=error, **event_input)
+        if plan.callbacks is not None:
+            plan.callbacks.end(response)
+        if self.sticky_sessions and error is None:
+            message = getattr(response, "message", None)
+            self._sticky.record(getattr(message, "content", None), answered)
         if self.routing_log is not None:
             log_answer(self.routing_log, answered, response, plan.started, self._child, error=error, **event_input)
 
@@ -348,6 +359,8 @@ class HybridLLM(FunctionCallingLLM):
                 yield last
         except Exception as exc:
             error = self._stream_failed(metadata, last, exc)
+            if plan.callbacks is not None:
+                plan.callbacks.fail(exc)
             raise
         finally:
             chunks.close()  # type: ignore[attr-defined]
@@ -367,6 +380,8 @@ class HybridLLM(FunctionCallingLLM):
                 yield last
         except Exception as exc:
             error = self._stream_failed(metadata, last, exc)
+            if plan.callbacks is not None:
+                plan.callbacks.fail(exc)
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
@@ -408,10 +423,20 @@ class HybridLLM(FunctionCallingLLM):
         return self._cascade.astream(plan.decision, start, verify, is_output=_has_output, usage=usage)
 
     def _run(self, plan: _Plan, call: Callable[[str], R]) -> tuple[R, Answered]:
-        return self._cascade.run(plan.decision, call, self._verify(plan), cascade.usage_of)
+        try:
+            return self._cascade.run(plan.decision, call, self._verify(plan), cascade.usage_of)
+        except BaseException as exc:
+            if plan.callbacks is not None:
+                plan.callbacks.fail(exc)
+            raise
 
     async def _arun(self, plan: _Plan, call: Callable[[str], Any]) -> tuple[Any, Answered]:
-        return await self._cascade.arun(plan.decision, call, self._verify(plan), cascade.usage_of)
+        try:
+            return await self._cascade.arun(plan.decision, call, self._verify(plan), cascade.usage_of)
+        except BaseException as exc:
+            if plan.callbacks is not None:
+                plan.callbacks.fail(exc)
+            raise
 
     # ------------------------------------------------------------------ chat
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -471,14 +496,16 @@ class HybridLLM(FunctionCallingLLM):
         return self._atag_stream(plan, self._astream_pairs(plan, start), prompt=prompt)
 
     # ------------------------------------------------------------------ tools
-    def _tool_plan(self, args: Dict[str, Any], kwargs: Dict[str, Any]) -> tuple[_Plan, List[ChatMessage]]:
+    def _tool_plan(
+        self, args: Dict[str, Any], kwargs: Dict[str, Any], *, events: bool = True
+    ) -> tuple[_Plan, List[ChatMessage]]:
         """Check both children call tools, then plan on the conversation the tool call answers."""
         children = (("small", self.small), ("large", self.large))
         missing = [name for name, child in children if not child.metadata.is_function_calling_model]
         if missing:
             raise ValueError(f"tool calling needs two function-calling models; not one: {', '.join(missing)}")
         messages = _tool_messages(args["user_msg"], args["chat_history"])
-        return self._plan(messages, kwargs), messages
+        return self._plan(messages, kwargs, events=events), messages
 
     def chat_with_tools(
         self,
@@ -563,7 +590,7 @@ class HybridLLM(FunctionCallingLLM):
         ``"kwarg:route"``).
         """
         args = _tool_args(user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required)
-        plan, _ = self._tool_plan(args, kwargs)
+        plan, _ = self._tool_plan(args, kwargs, events=False)  # the chat() that follows emits the events
         target = plan.decision.target
         prepared = self._child(target)._prepare_chat_with_tools_compat(tools, **args, **plan.kwargs)
         return {**prepared, "hybrid_route": target}

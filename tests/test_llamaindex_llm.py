@@ -380,10 +380,12 @@ def test_without_fallback_the_error_is_raised_and_two_failures_are_reported(pair
 # ---------------------------------------------------------------- callbacks, events, costs
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_token_counting_handler_counts_each_call_once(pair, default_router, entry):
-    """Same calls through HybridLLM and straight to the child: identical counts (no double counting)."""
+    """A handler on the HybridLLM hears one LLM event per call, counted as the child's own outermost event (a
+    MockLLM's chat also emits an inner completion event, which the child's own handlers hear)."""
     direct = counter_for(pair[1])
     call(pair[1], entry)
-    expected = (direct.prompt_llm_token_count, direct.completion_llm_token_count, len(direct.llm_token_counts))
+    outer = direct.llm_token_counts[-1]
+    expected = (outer.prompt_token_count, outer.completion_token_count, 1)
 
     counter = TokenCountingHandler()
     llm = HybridLLM(*pair, router=default_router, callback_manager=CallbackManager([counter]))
@@ -393,17 +395,48 @@ def test_token_counting_handler_counts_each_call_once(pair, default_router, entr
         counter.completion_llm_token_count,
         len(counter.llm_token_counts),
     ) == expected
-    assert expected[2] >= 1
+    assert expected[1] > 0
 
 
-def test_settings_callback_manager_reaches_the_children(pair, default_router, clean_settings):
+def test_settings_callback_manager_counts_each_call_once_and_leaves_the_children_alone(
+    pair, default_router, clean_settings
+):
+    own = [child.callback_manager for child in pair]
     counter = TokenCountingHandler()
     clean_settings.callback_manager = CallbackManager([counter])
     clean_settings.llm = HybridLLM(*pair, router=default_router)
     llm = clean_settings.llm  # the getter hands Settings.callback_manager to the LLM
-    assert pair[0].callback_manager is pair[1].callback_manager is clean_settings.callback_manager
-    llm.complete(QUESTION)
-    assert len(counter.llm_token_counts) == 1
+    assert llm.callback_manager is clean_settings.callback_manager
+    assert [child.callback_manager for child in pair] == own  # not replaced
+    llm.complete(QUESTION, hybrid_route="small")
+    list(llm.stream_chat([ChatMessage(role="user", content=QUESTION)], hybrid_route="large"))
+    assert len(counter.llm_token_counts) == 2
+    assert all(event.completion_token_count > 0 for event in counter.llm_token_counts)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_handler_on_the_hybrid_and_on_the_child_hears_each_call_once(pair, default_router, entry):
+    shared, only_hybrid = TokenCountingHandler(), TokenCountingHandler()
+    large = NamedToolMock(name="huge", callback_manager=CallbackManager([shared]))
+    llm = HybridLLM(pair[0], large, router=default_router, callback_manager=CallbackManager([shared, only_hybrid]))
+    call(llm, entry, hybrid_route="large")
+    direct = TokenCountingHandler()
+    call(NamedToolMock(name="huge", callback_manager=CallbackManager([direct])), entry)
+    assert large.callback_manager.handlers == [shared]  # the child's manager is its own
+    assert len(shared.llm_token_counts) == len(direct.llm_token_counts)  # the child's events, not one more
+    assert len(only_hybrid.llm_token_counts) == 1  # one per call from the HybridLLM
+    assert only_hybrid.llm_token_counts[0].completion_token_count == direct.llm_token_counts[-1].completion_token_count
+
+
+def test_a_failed_call_closes_its_callback_event(pair, default_router):
+    from llama_index.core.callbacks import LlamaDebugHandler
+
+    debug = LlamaDebugHandler()
+    llm = HybridLLM(Broken(), Broken(), router=default_router, callback_manager=CallbackManager([debug]))
+    with pytest.raises(AllModelsFailedError):
+        llm.complete(QUESTION)
+    (pair_events,) = debug.get_llm_inputs_outputs()
+    assert "exception" in {k.value for k in pair_events[1].payload}
 
 
 def test_one_route_event_per_call_and_only_the_childs_own_llm_events(hybrid, pair, events):

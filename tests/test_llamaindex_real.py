@@ -229,3 +229,20 @@ def test_react_agent_on_real_models(hybrid):
         routes and routes[0]["answered_by"] == "small" and routes[0]["threshold_source"] == "context:quality_threshold"
     )
     assert all(r["threshold_source"] == "pinned:context:quality_threshold" for r in routes[1:])
+
+
+def test_a_chat_engine_session_sticks_to_the_large_model_on_real_models(small, large, default_router):
+    """Turn 1 goes large (threshold 1); turn 2 would go small (threshold 0) but the memory holds a large answer."""
+    from llama_index.core.chat_engine import SimpleChatEngine
+
+    llm = HybridLLM(small, large, router=default_router, sticky_sessions=True)
+    chat_engine = SimpleChatEngine.from_defaults(llm=llm)
+    with record_routes() as routes:
+        with routing(quality_threshold=1.0):
+            chat_engine.chat(HARD)
+        with routing(quality_threshold=0.0):
+            chat_engine.chat(EASY)
+        with routing(quality_threshold=0.0):
+            SimpleChatEngine.from_defaults(llm=llm).chat(EASY)  # a new conversation starts free
+    assert [r["answered_by"] for r in routes] == ["large", "large", "small"]
+    assert routes[1]["threshold_source"] == "sticky:context:quality_threshold"

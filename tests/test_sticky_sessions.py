@@ -48,3 +48,17 @@ def test_observe_mode_never_makes_a_session_sticky():
     assert sessions.get("s") is None
     sessions.record("s", Answered(decision, "large", "small model failed: X"))
     assert sessions.get("s").target == "large"
+
+
+def test_large_answers_match_by_content_and_keep_no_text():
+    from hybrid_router.core.pinning import LargeAnswers
+
+    answers = LargeAnswers(max_answers=2)
+    decision = RouteDecision("small", 0.9, 0.5, "default:quality_threshold")
+    answers.record("  The proof goes by contradiction.  ", Answered(decision, "large", "small model failed: X"))
+    answers.record("a small answer", Answered(decision, "small"))
+    answers.record("observed", Answered(decision, "large", mode="observe"))
+    found = answers.find(["Hello", "The proof goes by contradiction."])
+    assert (found.target, found.threshold_source) == ("large", "sticky:default:quality_threshold")
+    assert answers.find(["a small answer", "observed", ""]) is None
+    assert "proof" not in repr(answers._large._pins)  # digests only

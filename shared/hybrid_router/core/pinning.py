@@ -8,9 +8,10 @@ that answered, and later calls of that run reuse it (with fallback still on if t
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
-from typing import Hashable
+from typing import Hashable, Iterable
 
 from .answered import Answered
 from .decision import RouteDecision
@@ -92,3 +93,34 @@ class StickySessions:
         """Remember a session once the large model answered one of its turns (observe mode does not count)."""
         if session is not None and answered.answered_by == "large" and answered.mode != "observe":
             self._large.pin(session, answered)
+
+
+class LargeAnswers:
+    """Escalate-only stickiness keyed by the conversation itself: remembers (digests of) the large model's answers,
+    so a later call whose history holds one of them goes large too (``threshold_source`` ``"sticky:..."``).
+
+    For frameworks whose calls carry no session id but whose memory replays the conversation (a LlamaIndex chat
+    engine's memory, an agent's chat history, a client of ``hybrid-llm serve``): the session is whatever holds that
+    answer. Keeps the ``max_answers`` most recent answers; only digests are stored, never the text.
+    """
+
+    def __init__(self, max_answers: int = 4096):
+        self._large = RoutePins(max_answers, prefix=STICKY_PREFIX)
+
+    @staticmethod
+    def _key(text: str) -> str | None:
+        text = text.strip()
+        return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else None
+
+    def record(self, answer_text: str | None, answered: Answered) -> None:
+        """Remember an answer of the large model (observe mode and empty answers do not count)."""
+        if answer_text and answered.answered_by == "large" and answered.mode != "observe":
+            self._large.pin(self._key(answer_text), answered)
+
+    def find(self, assistant_texts: Iterable[str]) -> RouteDecision | None:
+        """The large-model decision of the latest earlier answer found among ``assistant_texts`` (None if none)."""
+        for text in reversed(list(assistant_texts)):
+            decision = self._large.get(self._key(text)) if text else None
+            if decision is not None:
+                return decision
+        return None
