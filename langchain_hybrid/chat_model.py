@@ -39,7 +39,7 @@ from hybrid_router.traffic.routing_log import RoutingLog
 
 from . import cascade, children, structured
 from .call_options import RoutingFraction, pop_routing, resolve_call_options, resolve_from_config
-from .labels import label_chunk, label_result
+from .labels import StreamLabels, label_result
 from .pinning import agent_run_key
 from .traffic import add_chunks, log_answer
 
@@ -62,8 +62,9 @@ class HybridChatModel(BaseChatModel):
     below. Each place accepts one of ``quality_threshold``, ``max_quality_drop``, ``large_share`` or
     ``hybrid_route`` (``"small"``/``"large"``), and ``hybrid_strategy`` (``"route"``/``"cascade"``).
 
-    Every answer carries ``response_metadata["model_name"]`` (the child that answered) and
-    ``response_metadata["hybrid_router"]`` (route, score, threshold, threshold_source, fallback, ...).
+    Every answer carries ``response_metadata["hybrid_router"]`` (route, score, threshold, threshold_source,
+    fallback, the answering child's configured name as ``model``, ...) and ``response_metadata["model_name"]``: the
+    name the answering child itself reported (an API's dated model id), else its configured name.
     """
 
     small: BaseChatModel
@@ -373,14 +374,16 @@ class HybridChatModel(BaseChatModel):
         )
         chunks: list[BaseMessage] = []
         answered: Answered | None = None
-        first = True
+        labels = StreamLabels()
         try:
             for chunk, answered in pairs:
-                labelled = label_chunk(chunk, self._keep_pin(answered, rest) if first else None)
-                first = False
+                labelled = labels.label(chunk, lambda: self._keep_pin(answered, rest))  # noqa: B023 (called now)
                 if self.routing_log is not None:
                     chunks.append(labelled.message)
                 yield labelled
+            closing = labels.closing_chunk()
+            if closing is not None:
+                yield closing
         except Exception as exc:
             self._log_stream(messages, chunks, answered, started, stop, rest, exc)
             raise
@@ -408,14 +411,16 @@ class HybridChatModel(BaseChatModel):
         )
         chunks: list[BaseMessage] = []
         answered: Answered | None = None
-        first = True
+        labels = StreamLabels()
         try:
             async for chunk, answered in pairs:
-                labelled = label_chunk(chunk, self._keep_pin(answered, rest) if first else None)
-                first = False
+                labelled = labels.label(chunk, lambda: self._keep_pin(answered, rest))  # noqa: B023 (called now)
                 if self.routing_log is not None:
                     chunks.append(labelled.message)
                 yield labelled
+            closing = labels.closing_chunk()
+            if closing is not None:
+                yield closing
         except Exception as exc:
             self._log_stream(messages, chunks, answered, started, stop, rest, exc)
             raise

@@ -23,9 +23,9 @@ from .labels import METADATA_KEY
 class HybridCostCallbackHandler(BaseCallbackHandler):
     """Totals calls, tokens and dollars per model, and the savings versus sending every call to the large model.
 
-    ``prices`` maps model names (as in ``response_metadata["model_name"]``) to dollars per million tokens:
-    ``{"gpt-4o": (2.5, 10.0), "gpt-4o-mini": {"input": 0.15, "output": 0.6}}``. Use it like any callback
-    (``config={"callbacks": [handler]}``) or through :func:`get_hybrid_cost_callback`.
+    ``prices`` maps model names (each child's configured name: ``model`` in ``response_metadata["hybrid_router"]``)
+    to dollars per million tokens: ``{"gpt-4o": (2.5, 10.0), "gpt-4o-mini": {"input": 0.15, "output": 0.6}}``.
+    Use it like any callback (``config={"callbacks": [handler]}``) or through :func:`get_hybrid_cost_callback`.
     """
 
     def __init__(self, prices: Mapping[str, Any] | PriceTable | None = None, *, tracker: CostTracker | None = None):

@@ -53,6 +53,9 @@ class ScriptedChatModel(BaseChatModel):
     """Seconds to wait before the first output (sync: sleep; async: asyncio.sleep)."""
     fail_after_chunks: int | None = None
     """Raise after streaming this many chunks."""
+    reported_model: str | None = None
+    """The ``model_name`` the answers report (an API reports its dated model id); default ``model_name``; ``""``:
+    report none."""
     calls: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
     """One record per call: ``{"messages", "kwargs", "stop"}``."""
 
@@ -229,7 +232,7 @@ class ScriptedChatModel(BaseChatModel):
                 content="",
                 usage_metadata=message.usage_metadata,
                 chunk_position="last",
-                response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+                response_metadata=self._reported({"finish_reason": "stop"}),
             )
         )
         for index, part in enumerate(parts):
@@ -237,9 +240,13 @@ class ScriptedChatModel(BaseChatModel):
                 raise RuntimeError(f"{self.model_name} broke after {index} chunks")
             yield ChatGenerationChunk(message=part)
 
+    def _reported(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        name = self.model_name if self.reported_model is None else self.reported_model
+        return {"model_name": name, **metadata} if name else metadata
+
     def _result(self, message: AIMessage) -> ChatResult:
-        message.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
-        return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name})
+        message.response_metadata = self._reported({"finish_reason": "stop"})
+        return ChatResult(generations=[ChatGeneration(message=message)], llm_output=self._reported({}))
 
     # ------------------------------------------------------------------ BaseChatModel hooks
     def _generate(

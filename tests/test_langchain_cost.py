@@ -157,3 +157,22 @@ def test_a_child_that_cannot_stream_still_streams_one_labelled_chunk(default_rou
 
 async def _collect(chunks):
     return [c async for c in chunks]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+@pytest.mark.parametrize("reported", ["gpt-4o-mini-2024-07-18", ""], ids=["dated-id", "no-name"])
+def test_model_name_is_what_the_child_reported_and_the_configured_name_is_in_the_block(
+    default_router, stream, reported
+):
+    """Like calling the child directly: an API's dated model id stays; a child that names none gets its name."""
+    small = ScriptedChatModel(model_name="fake-small")
+    large = ScriptedChatModel(model_name="gpt-4o-mini", reported_model=reported)
+    model = HybridChatModel(small=small, large=large, router=default_router)
+    if stream:
+        chunks = list(model.stream("What is 2 + 2?", hybrid_route="large"))
+        assert sum("model_name" in c.response_metadata for c in chunks) == 1  # exactly once: no concatenation
+        message = merge(chunks)
+    else:
+        message = model.invoke("What is 2 + 2?", hybrid_route="large")
+    assert message.response_metadata["model_name"] == (reported or "gpt-4o-mini")
+    assert message.response_metadata["hybrid_router"]["model"] == "gpt-4o-mini"
