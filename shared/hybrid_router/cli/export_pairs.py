@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="One row per pair whose small and large answers are both scored, in the format "
         "that 'hybrid-llm train' reads.",
     )
-    p.add_argument("log", help="routing log (SQLite)")
+    p.add_argument("log", help="routing log: SQLite file or postgresql:// URL")
     p.add_argument("out", help="output CSV")
     p.add_argument("--scorer", default=None, help="which scores to use (default: the only scorer in the log)")
     p.set_defaults(func=run)

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Rejection filter for distillation: keep the large model's answers scored at "
         'least --min-score, as {"messages": [...]} lines.',
     )
-    p.add_argument("log", help="routing log (SQLite)")
+    p.add_argument("log", help="routing log: SQLite file or postgresql:// URL")
     p.add_argument("out", help="output JSONL")
     p.add_argument("--min-score", type=float, required=True, help="keep answers with score >= this")
     p.add_argument("--scorer", default=None, help="which scores to use (default: the only scorer in the log)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .engine_options import add_engine_arguments, engine_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``learn`` subcommand."""
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(APGR, cost advantage at a 1%% quality drop, large share at the base's threshold) and writes it to "
         "DIR only when its APGR is higher (or with --force). Run it from cron to retrain on a schedule.",
     )
-    p.add_argument("log", help="routing log (SQLite) with shadow answers")
+    p.add_argument("log", help="routing log with shadow answers: SQLite file or postgresql:// URL")
     p.add_argument("--out", required=True, help="router folder to write (replaced atomically)")
     p.add_argument(
         "--base", default=None, help="router folder to beat (default: the router in --out, else the shipped one)"
@@ -31,32 +33,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-refit", action="store_true", help="do not refit a promoted router on the held-out pairs too")
     p.add_argument("--seed", type=int, default=0)
+    add_engine_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Learn, print the comparison table and the decision."""
     from ..core.encoder import Encoder
+    from ..core.engine_encoder import engine_encoder
     from ..loop.learn import learn
 
     if args.encoder_layers is not None and args.encoder_layers < 1:
         raise ValueError(f"--encoder-layers must be >= 1, got {args.encoder_layers}")
     if args.min_gain < 0:
         raise ValueError(f"--min-gain must be >= 0, got {args.min_gain}")
-    result = learn(
-        args.log,
-        args.out,
-        base=args.base,
-        holdout=args.holdout,
-        force=args.force,
-        min_gain=args.min_gain,
-        scorer=args.scorer,
-        references=args.references,
-        labels=args.labels,
-        encoder=Encoder(layers=args.encoder_layers) if args.encoder_layers else None,
-        depths=None if args.encoder_layers else (3, 4, None),
-        refit_all=not args.no_refit,
-        seed=args.seed,
-    )
+    with engine_from_args(args) as engine:
+        layers = args.encoder_layers
+        encoder = engine_encoder(engine, layers=layers) or (Encoder(layers=layers) if layers else None)
+        result = learn(
+            args.log,
+            args.out,
+            base=args.base,
+            holdout=args.holdout,
+            force=args.force,
+            min_gain=args.min_gain,
+            scorer=args.scorer,
+            references=args.references,
+            labels=args.labels,
+            encoder=encoder,
+            depths=None if args.encoder_layers else (3, 4, None),
+            refit_all=not args.no_refit,
+            seed=args.seed,
+            engine=engine,
+        )
     print(result.summary())
     return 0

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "answers at --shadow-rate) and grades every logged answer with its recorded score (scorer 'recorded').",
     )
     p.add_argument("data", help="routing-data file (CSV or JSONL, optionally .gz)")
-    p.add_argument("--log", required=True, help="routing log (SQLite) to write; appended to when it exists")
+    p.add_argument(
+        "--log",
+        required=True,
+        help="routing log to write (SQLite file or postgresql:// URL); appended to when it exists",
+    )
     p.add_argument("--shadow-rate", type=_rate, default=0.0, help="share of calls also answered by the other model")
     p.add_argument("--router", default=None, help="router folder (default: the shipped router)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shadow sampling (same seed, same log)")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(when the log has costs) and the quality drop estimated from the scored pairs (shadow answers graded "
         "by score-log). Works on observe-mode logs, where the large model answered every call.",
     )
-    p.add_argument("log", help="routing log (SQLite)")
+    p.add_argument("log", help="routing log: SQLite file or postgresql:// URL")
     p.add_argument("--scorer", default=None, help="scores for the quality drop (default: the log's only scorer)")
     p.add_argument("--threshold", type=float, action="append", default=None, help="report this threshold (repeatable)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also write a PNG")

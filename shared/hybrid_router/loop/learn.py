@@ -20,11 +20,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.encoder import Encoder
+from ..core.engine_encoder import engine_encoder, router_on
+from ..core.engines import Engine
 from ..core.refresh import promote_router
 from ..core.router import CONFIG_FILE, HybridRouter
 from ..traffic.exports import ScoredPair, scored_pairs
 from ..traffic.log_scoring import SCORER_METRICS, make_scorer, read_scores, score_log, scorer_names
-from ..traffic.routing_log import open_log
+from ..traffic.routing_log import LogTarget, log_name, open_log
 from ..train.data_io import RoutingData
 from ..train.depth import DEFAULT_DEPTHS
 from ..train.evaluation import evaluate_scores, format_table, oracle_scores
@@ -39,7 +41,7 @@ class LearnError(ValueError):
     """A log ``learn`` cannot learn from (empty, ungraded and ungradable, too few scored pairs)."""
 
 
-def count_calls(path: str | Path) -> tuple[int, int]:
+def count_calls(path: LogTarget) -> tuple[int, int]:
     """(answer rows, shadow rows) of a routing log (``LogFileError`` for a file that is not one)."""
     conn = open_log(path)
     try:
@@ -49,7 +51,7 @@ def count_calls(path: str | Path) -> tuple[int, int]:
     return counts.get("answer", 0), counts.get("shadow", 0)
 
 
-def _has_answer_pairs(path: str | Path) -> bool:
+def _has_answer_pairs(path: LogTarget) -> bool:
     conn = open_log(path)
     try:
         row = conn.execute(
@@ -62,18 +64,21 @@ def _has_answer_pairs(path: str | Path) -> bool:
     return row is not None
 
 
-def ensure_scored(path: str | Path, scorer: str | None = None, *, references: str | Path | None = None) -> str:
+def ensure_scored(
+    path: LogTarget, scorer: str | None = None, *, references: str | Path | None = None, encoder: Any = None
+) -> str:
     """The name of the scorer whose grades to learn from, grading the log first when it has none.
 
     A scorer the log already has is used as it is; ``scorer`` not yet in the log (or none at all in it) is run
-    (``match`` needs ``references``; without a name: ``match`` when references are given, else ``embed``).
+    (``match`` needs ``references``; without a name: ``match`` when references are given, else ``embed``, with
+    ``encoder`` when given).
     """
     answers, _ = count_calls(path)
     if answers == 0:
-        raise LearnError(f"{path}: the routing log has no calls yet")
+        raise LearnError(f"{log_name(path)}: the routing log has no calls yet")
     names = scorer_names(path)
     if scorer is None and len(names) > 1:
-        raise LearnError(f"{path}: several scorers in the log ({', '.join(names)}); pick one with --scorer")
+        raise LearnError(f"{log_name(path)}: several scorers in the log ({', '.join(names)}); pick one with --scorer")
     if scorer is None and names:
         return names[0]
     if scorer is not None and scorer in names:
@@ -81,16 +86,17 @@ def ensure_scored(path: str | Path, scorer: str | None = None, *, references: st
     name = scorer or ("match" if references is not None else "embed")
     if name in ("embed", "judge") and not _has_answer_pairs(path):
         raise LearnError(
-            f"{path}: the log has no scores and no call with both models' answers to grade with {name!r}: log with "
-            "shadow_rate > 0, or grade it first (hybrid-llm score-log LOG --scorer match --references FILE)"
+            f"{log_name(path)}: the log has no scores and no call with both models' answers to grade with "
+            f"{name!r}: log with shadow_rate > 0, or grade it first "
+            "(hybrid-llm score-log LOG --scorer match --references FILE)"
         )
-    score_log(path, make_scorer(name, references=references))
+    score_log(path, make_scorer(name, references=references, encoder=encoder))
     if name not in scorer_names(path):
-        raise LearnError(f"{path}: the {name!r} scorer could grade none of the logged calls")
+        raise LearnError(f"{log_name(path)}: the {name!r} scorer could grade none of the logged calls")
     return name
 
 
-def _metric(path: str | Path, scorer: str) -> str:
+def _metric(path: LogTarget, scorer: str) -> str:
     if scorer == RECORDED_SCORER:
         raws = [r["raw"] for r in read_scores(path, scorer)[:1] if r["raw"]]
         if raws and raws[0].startswith("recorded "):
@@ -98,7 +104,7 @@ def _metric(path: str | Path, scorer: str) -> str:
     return SCORER_METRICS.get(scorer, scorer)
 
 
-def ordered_pairs(path: str | Path, scorer: str) -> list[ScoredPair]:
+def ordered_pairs(path: LogTarget, scorer: str) -> list[ScoredPair]:
     """The scored pairs of the log, oldest first (by the row id of the user's answer)."""
     return sorted(scored_pairs(path, scorer), key=lambda p: min(p.small["id"], p.large["id"]))
 
@@ -220,7 +226,7 @@ def load_base(base: HybridRouter | str | Path | None, out: str | Path) -> tuple[
 
 
 def learn(
-    log: str | Path,
+    log: LogTarget,
     out: str | Path,
     *,
     base: HybridRouter | str | Path | None = None,
@@ -235,25 +241,33 @@ def learn(
     min_gain: float = 0.0,
     refit_all: bool = True,
     seed: int = 0,
+    engine: Engine | None = None,
 ) -> LearnResult:
-    """Learn from ``log``; writes ``out`` only when the new router is better on the newest pairs (or ``force``)."""
+    """Learn from ``log``; writes ``out`` only when the new router is better on the newest pairs (or ``force``).
+
+    With an ``engine`` (:mod:`hybrid_router.core.engines`, e.g. Ray), every text is embedded there (grading,
+    training, both routers' held-out scores; ``encoder``, when given, should be on it too); the numbers, and so
+    the decision, are those of the local run.
+    """
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {holdout!r}")
-    name = ensure_scored(log, scorer, references=references)
+    name = ensure_scored(log, scorer, references=references, encoder=engine_encoder(engine))
+    shown = log_name(log)  # a URL's password never reaches messages or the router's info
     pairs = ordered_pairs(log, name)
     n_hold = int(round(len(pairs) * holdout))
     if n_hold < MIN_HOLDOUT_PAIRS or len(pairs) - n_hold < MIN_TRAIN_PAIRS:
         raise LearnError(
-            f"{log}: {len(pairs)} pair(s) with both answers scored by {name!r}; learning needs at least "
+            f"{shown}: {len(pairs)} pair(s) with both answers scored by {name!r}; learning needs at least "
             f"{MIN_TRAIN_PAIRS} to train and {MIN_HOLDOUT_PAIRS} held out (holdout {holdout:g}): log more calls "
             "with a shadow_rate > 0"
         )
     metric = _metric(log, name)
     train_pairs, hold_pairs = pairs[:-n_hold], pairs[-n_hold:]
-    train_data = pairs_to_data(train_pairs, metric=metric, source=f"{log} (older {len(train_pairs)} pairs)")
-    hold = pairs_to_data(hold_pairs, metric=metric, source=f"{log} (newest {n_hold} pairs)")
+    train_data = pairs_to_data(train_pairs, metric=metric, source=f"{shown} (older {len(train_pairs)} pairs)")
+    hold = pairs_to_data(hold_pairs, metric=metric, source=f"{shown} (newest {n_hold} pairs)")
     base_router, base_name = load_base(base, out)
-    enc = encoder if encoder is not None else Encoder()
+    router_on(base_router, engine)
+    enc = encoder if encoder is not None else (engine_encoder(engine) or Encoder())
     kwargs = dict(labels=labels, encoder=enc, depths=depths, verifier=verifier, seed=seed)
     trained = train_router(train_data, **kwargs).router
     small_q, large_q = hold.mean_small(), hold.mean_large()
@@ -283,10 +297,10 @@ def learn(
     if promoted:
         final = trained
         if refit_all:
-            all_data = pairs_to_data(pairs, metric=metric, source=f"{log} ({len(pairs)} pairs)")
+            all_data = pairs_to_data(pairs, metric=metric, source=f"{shown} ({len(pairs)} pairs)")
             final = train_router(all_data, **kwargs).router
         final.info["learned"] = {
-            "log": str(log),
+            "log": shown,
             "scorer": name,
             "pairs": len(pairs),
             "holdout_pairs": n_hold,

@@ -22,7 +22,7 @@ from ..core.fallback import FallbackRunner
 from ..core.options import RoutingOptions
 from ..core.router import HybridRouter
 from ..traffic.log_scoring import CallGroup, Score, score_log
-from ..traffic.routing_log import RoutingLog
+from ..traffic.routing_log import LogTarget, RoutingLog, log_name
 from ..train.data_io import RoutingData, load_routing_data
 
 #: The scorer name under which replayed answers carry their recorded scores.
@@ -87,20 +87,20 @@ class ReplaySummary:
     placeholders: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def line(self, log: str | Path) -> str:
+    def line(self, log: LogTarget) -> str:
         """One printable summary line."""
         note = (
             f"; no recorded {' or '.join(self.placeholders)} answers: placeholders logged" if self.placeholders else ""
         )
         return (
-            f"replayed {self.calls} queries into {log}: {self.small} small, {self.large} large, "
+            f"replayed {self.calls} queries into {log_name(log)}: {self.small} small, {self.large} large, "
             f"{self.shadowed} shadowed, {self.scored} answers scored ({RECORDED_SCORER}) in {self.seconds:.1f}s{note}"
         )
 
 
 def replay_data(
     data: RoutingData,
-    log_path: str | Path,
+    log_path: LogTarget,
     router: HybridRouter,
     *,
     shadow_rate: float = 0.0,
@@ -145,7 +145,7 @@ def replay_data(
 
 def replay_file(
     data_path: str | Path,
-    log_path: str | Path,
+    log_path: LogTarget,
     *,
     router: HybridRouter | None = None,
     shadow_rate: float = 0.0,

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..traffic.exports import resolve_scorer, scored_pairs
 from ..traffic.log_scoring import scorer_names
-from ..traffic.routing_log import read_calls
+from ..traffic.routing_log import LogTarget, log_name, read_calls
 
 LARGE_SHARES = (0.9, 0.75, 0.5, 0.25, 0.1)
 
@@ -91,14 +91,14 @@ def _drop(t: float, scores: np.ndarray, small: np.ndarray, large: np.ndarray) ->
     return (q_large - routed) / max(abs(q_large), 1e-12)
 
 
-def build_report(path: str | Path, *, scorer: str | None = None, thresholds: list[float] | None = None) -> LogReport:
+def build_report(path: LogTarget, *, scorer: str | None = None, thresholds: list[float] | None = None) -> LogReport:
     """Measure the log (``ValueError`` when it has no call with a router score)."""
     rows = list(read_calls(path))
     answers = [r for r in rows if r["kind"] == "answer"]
     routed = [r for r in answers if r["score"] is not None]
     if not routed:
         raise ValueError(
-            f"{path}: no call with a router score to report on"
+            f"{log_name(path)}: no call with a router score to report on"
             + (f" ({len(answers)} calls, all with a forced route)" if answers else " (the log is empty)")
         )
     scores = np.array([r["score"] for r in routed], dtype=np.float64)
@@ -150,7 +150,7 @@ def build_report(path: str | Path, *, scorer: str | None = None, thresholds: lis
         drop = _drop(t, pair_scores, pair_small, pair_large) if len(pairs) else None
         out.append(ReportRow(t, note, float(np.mean(~small)), cost, saved, drop))
     return LogReport(
-        str(path),
+        log_name(path),
         len(routed),
         len(answers) - len(routed),
         name,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .log_scoring import SCORER_METRICS, call_groups, scorer_names, scores_by_call
+from .routing_log import LogTarget, log_name
 
 PAIR_COLUMNS = ("query_id", "query", "small_model", "small_score", "large_model", "large_score", "source", "metric")
 #: Written after :data:`PAIR_COLUMNS` when every pair has both answers' text (logs kept with ``store_text=True``):
@@ -25,13 +26,13 @@ ANSWER_COLUMNS = ("small_answer", "large_answer")
 SFT_ROLES = ("system", "user", "assistant", "tool")
 
 
-def resolve_scorer(path: str | Path, scorer: str | None) -> str:
+def resolve_scorer(path: LogTarget, scorer: str | None) -> str:
     """``scorer`` if the log has rows of it; without one, the log's only scorer (ValueError when ambiguous)."""
     names = scorer_names(path)
     if scorer is None:
         if len(names) != 1:
             raise ValueError(
-                f"{path}: "
+                f"{log_name(path)}: "
                 + (
                     f"several scorers ({', '.join(names)}); pick one with --scorer"
                     if names
@@ -40,7 +41,9 @@ def resolve_scorer(path: str | Path, scorer: str | None) -> str:
             )
         return names[0]
     if scorer not in names:
-        raise ValueError(f"{path}: no scores from {scorer!r} (scorers in the log: {', '.join(names) or 'none'})")
+        raise ValueError(
+            f"{log_name(path)}: no scores from {scorer!r} (scorers in the log: {', '.join(names) or 'none'})"
+        )
     return scorer
 
 
@@ -56,7 +59,7 @@ class ScoredPair:
     large_score: float
 
 
-def scored_pairs(path: str | Path, scorer: str) -> list[ScoredPair]:
+def scored_pairs(path: LogTarget, scorer: str) -> list[ScoredPair]:
     """The pairs of the log where the small and the large answer both have a (successful) score from ``scorer``."""
     scores = scores_by_call(path, scorer)
     out = []
@@ -77,7 +80,7 @@ def scored_pairs(path: str | Path, scorer: str) -> list[ScoredPair]:
     return out
 
 
-def export_pairs(path: str | Path, out: str | Path, *, scorer: str | None = None) -> int:
+def export_pairs(path: LogTarget, out: str | Path, *, scorer: str | None = None) -> int:
     """Write the scored pairs as router-training CSV; returns the number of rows (ValueError when none).
 
     With both answers' text in every pair, the ``small_answer`` and ``large_answer`` columns are written too, so
@@ -86,7 +89,9 @@ def export_pairs(path: str | Path, out: str | Path, *, scorer: str | None = None
     name = resolve_scorer(path, scorer)
     pairs = scored_pairs(path, name)
     if not pairs:
-        raise ValueError(f"{path}: no pair has both answers scored by {name!r} (log calls with a shadow_rate > 0)")
+        raise ValueError(
+            f"{log_name(path)}: no pair has both answers scored by {name!r} (log calls with a shadow_rate > 0)"
+        )
     with_answers = all(_has_text(p.small.get("answer")) and _has_text(p.large.get("answer")) for p in pairs)
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -117,7 +122,7 @@ def sft_messages(conversation: list[list[str]], answer: str) -> list[dict]:
     return [{"role": role, "content": text} for role, text in conversation] + [{"role": "assistant", "content": answer}]
 
 
-def export_sft(path: str | Path, out: str | Path, *, min_score: float, scorer: str | None = None) -> int:
+def export_sft(path: LogTarget, out: str | Path, *, min_score: float, scorer: str | None = None) -> int:
     """Write the large model's answers scored ``>= min_score`` as chat-messages JSONL; returns the number kept.
 
     Identical (conversation, answer) pairs are written once.

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from .routing_log import open_log, read_calls
+from .routing_log import LogTarget, open_log, read_calls
 
 #: The metric written by ``export-pairs`` for each scorer name (how the two scores are to be read).
 SCORER_METRICS = {"match": "correct01", "embed": "similarity", "judge": "judge1to10", "judge-pairwise": "pairwise_prob"}
@@ -77,7 +77,7 @@ def _scorable(row: dict) -> bool:
     return row.get("query") is not None and row.get("answer") is not None and not row.get("error")
 
 
-def call_groups(path: str | Path) -> Iterator[CallGroup]:
+def call_groups(path: LogTarget) -> Iterator[CallGroup]:
     """The log's calls grouped by ``pair_id``, in log order; calls without stored text or answer are left out."""
     groups: dict[str, CallGroup] = {}
     for row in read_calls(path):
@@ -197,12 +197,25 @@ class EmbedScorer:
 
             encoder = Encoder()
         self.encoder = encoder
+        self._prepared: dict[str, Any] = {}
+
+    def prepare(self, groups: list[CallGroup]) -> None:
+        """Embed the answer pairs of ``groups`` as one job (``encode_many``: an encoder on a batch engine starts its
+        workers once); each pair is still its own batch, so :meth:`score` gives the same numbers either way."""
+        if not hasattr(self.encoder, "encode_many"):
+            return
+        pairs = [(g.pair_id, g.by("small"), g.by("large")) for g in groups]
+        pairs = [(pair_id, s, l) for pair_id, s, l in pairs if s is not None and l is not None]
+        vectors = self.encoder.encode_many([[s["answer"], l["answer"]] for _, s, l in pairs])
+        self._prepared = {pair_id: v for (pair_id, _, _), v in zip(pairs, vectors)}
 
     def score(self, group: CallGroup) -> list[Score]:
         small, large = group.by("small"), group.by("large")
         if small is None or large is None:
             return []
-        vectors = self.encoder.encode([small["answer"], large["answer"]])
+        vectors = self._prepared.pop(group.pair_id, None)
+        if vectors is None:
+            vectors = self.encoder.encode([small["answer"], large["answer"]])
         similarity = float(vectors[0] @ vectors[1])  # the encoder returns L2-normalised vectors
         return [Score(small["call_id"], similarity), Score(large["call_id"], 1.0, "reference answer")]
 
@@ -364,13 +377,17 @@ class ScoreSummary:
     unscorable: int = 0
 
 
+#: Groups a batch scorer (``prepare``) works on at a time: its work runs ahead of the per-group commits by this many.
+PREPARE_GROUPS = 4096
+
+
 def existing_scores(conn: Any, scorer: str) -> dict[str, str | None]:
     """``call_id -> error`` of the rows the scorer already wrote."""
     return dict(conn.execute("SELECT call_id, error FROM scores WHERE scorer = ?", (scorer,)).fetchall())
 
 
 def score_log(
-    path: str | Path,
+    path: LogTarget,
     scorer: Scorer,
     *,
     retry_errors: bool = False,
@@ -399,12 +416,17 @@ def score_log(
                 pending_groups.append((group, pending))
         if limit is not None:
             pending_groups = pending_groups[:limit]
+        prepare = getattr(scorer, "prepare", None)  # a scorer that does its work in batches, ahead of the groups
         for i, (group, pending) in enumerate(pending_groups, start=1):
+            if prepare is not None and (i - 1) % PREPARE_GROUPS == 0:
+                prepare([g for g, _ in pending_groups[i - 1 : i - 1 + PREPARE_GROUPS]])
             scores = [s for s in scorer.score(group) if s.call_id in pending]
             summary.unscorable += len(pending) - len(scores)
             with conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO scores (call_id, scorer, score, raw, error, created) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO scores (call_id, scorer, score, raw, error, created) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT (call_id, scorer) DO UPDATE SET score = excluded.score, raw = excluded.raw, "
+                    "error = excluded.error, created = excluded.created",
                     [(s.call_id, scorer.name, s.score, s.raw, s.error, time.time()) for s in scores],
                 )
             summary.scored += sum(s.error is None for s in scores)
@@ -416,7 +438,7 @@ def score_log(
     return summary
 
 
-def read_scores(path: str | Path, scorer: str | None = None) -> list[dict]:
+def read_scores(path: LogTarget, scorer: str | None = None) -> list[dict]:
     """Rows of the ``scores`` table as dicts (optionally of one scorer)."""
     conn = open_log(path)
     try:
@@ -430,7 +452,7 @@ def read_scores(path: str | Path, scorer: str | None = None) -> list[dict]:
         conn.close()
 
 
-def scorer_names(path: str | Path) -> list[str]:
+def scorer_names(path: LogTarget) -> list[str]:
     """The scorers that wrote rows into the log."""
     return sorted({row["scorer"] for row in read_scores(path)})
 
@@ -461,7 +483,7 @@ def make_scorer(
     raise ValueError(f"unknown scorer {name!r}; choose match, embed or judge")
 
 
-def scores_by_call(path: str | Path, scorer: str) -> dict[str, float]:
+def scores_by_call(path: LogTarget, scorer: str) -> dict[str, float]:
     """``call_id -> score`` of the successful rows of one scorer."""
     return {
         r["call_id"]: r["score"] for r in read_scores(path, scorer) if r["error"] is None and r["score"] is not None

@@ -1,10 +1,13 @@
-"""The routing log: one SQLite row per routed call (and per shadow answer), written off the request path.
+"""The routing log: one row per routed call (and per shadow answer), written off the request path.
 
 Both wrappers accept a :class:`RoutingLog`. ``log_call`` only puts a record on a queue (microseconds); a
 background thread writes batches in transactions to SQLite in WAL mode, so a killed process loses at most the
-rows not yet committed and never corrupts the file. Only conversation text, answers and routing metadata are
-stored — never request kwargs, headers or API keys. With ``store_text=False`` the conversation and answer are
-replaced by a SHA-256 of the conversation (privacy mode; such rows cannot be scored or exported).
+rows not yet committed and never corrupts the file. Given a ``postgresql://`` URL instead of a file path, the log
+lives in PostgreSQL (:mod:`hybrid_router.traffic.log_postgres`, ``pip install 'hybrid-llm[postgres]'``), with the
+same tables and guarantees, and several server processes can write one log at once. Only conversation text,
+answers and routing metadata are stored — never request kwargs, headers or API keys. With ``store_text=False``
+the conversation and answer are replaced by a SHA-256 of the conversation (privacy mode; such rows cannot be
+scored or exported).
 
 With ``shadow_rate=p`` a fraction ``p`` of calls also gets an answer from the model *not* chosen, in a background
 thread (never delaying the user's answer); it is logged as a ``shadow`` row sharing the call's ``pair_id``, so the
@@ -19,6 +22,7 @@ import json
 import logging
 import queue
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -28,13 +32,16 @@ import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 from ..core.answered import Answered
 from ..core.conversation import message_role_and_text, router_text
 from ..core.options import validate_fraction
 from ..core.pricing import PriceTable
 from ..core.redact import redact
+
+if TYPE_CHECKING:
+    from .log_postgres import PostgresConnection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -86,18 +93,53 @@ COLUMNS = (
 SCORE_COLUMNS = ("call_id", "scorer", "score", "raw", "error", "created")
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_SHADOW_BACKLOG = 64
+#: Rows per query when :func:`read_calls` pages through a log (by row id, so memory stays flat on a big log).
+READ_PAGE = 2000
 _STOP = object()
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 logger = logging.getLogger(__name__)
+
+#: A routing log to open: a SQLite file path, or a database URL (``postgresql://user@host:port/db``).
+LogTarget = Union[str, Path]
+#: An open routing log: a SQLite connection, or a PostgreSQL one with the same small API (execute, executemany,
+#: ``with conn:`` for one transaction, close; ``?`` placeholders).
+LogConnection = Union[sqlite3.Connection, "PostgresConnection"]
 
 
 class LogFileError(ValueError):
-    """A file that is not a routing log (not SQLite at all, or a SQLite database of something else)."""
+    """A file that is not a routing log (not SQLite at all, or a SQLite database of something else), or a database
+    URL that cannot be used as one (bad URL, missing driver, unreachable server, foreign tables)."""
+
+
+class LogDatabaseError(LogFileError):
+    """The database server behind a URL log failed (connection refused or lost, a statement failed); the message
+    names the log with its password masked, ``reason`` says what failed."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.reason = reason
+
+
+def is_database_url(target: object) -> bool:
+    """True for a database URL such as ``postgresql://user@host/db`` (anything else is a SQLite file path)."""
+    return isinstance(target, str) and _URL.match(target) is not None
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:password@`` or ``password=`` in the query) replaced by ``***``."""
+    url = re.sub(r"(?<=://)([^/\s:@]*):[^/\s@]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&\s]*", r"\1***", url)
+
+
+def log_name(target: LogTarget) -> str:
+    """How a log is named in messages: the file path, or the URL with its password masked."""
+    return mask_url(target) if is_database_url(target) else str(target)
 
 
 class RoutingLogWriteError(OSError):
     """Rows could not be written (e.g. the disk or database is full); ``dropped`` says how many were lost."""
 
-    def __init__(self, path: Path, dropped: int, cause: str | None):
+    def __init__(self, path: Path | str, dropped: int, cause: str | None):
         super().__init__(f"routing log {path}: {dropped} row(s) could not be written ({cause})")
         self.path = path
         self.dropped = dropped
@@ -130,8 +172,15 @@ def _check_tables(conn: sqlite3.Connection, path: Path, *, new_ok: bool) -> None
         raise LogFileError(f"{path}: not a readable SQLite database ({exc}), so not a routing log") from exc
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (and create) a routing log database in WAL mode; :class:`LogFileError` for any other file."""
+def connect(path: LogTarget) -> LogConnection:
+    """Open (and create) a routing log database in WAL mode; :class:`LogFileError` for any other file.
+
+    A ``postgresql://`` URL opens (and creates, race-free) the log's tables in that PostgreSQL database.
+    """
+    if is_database_url(path):
+        from .log_postgres import open_postgres
+
+        return open_postgres(str(path), create=True)
     path = Path(path)
     if path.exists():
         _check_sqlite_file(path)
@@ -147,12 +196,16 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def open_log(path: str | Path) -> sqlite3.Connection:
+def open_log(path: LogTarget) -> LogConnection:
     """Open an existing routing log to read or grade it; never creates tables or changes its journal mode.
 
     ``FileNotFoundError`` when it is missing, :class:`LogFileError` (and the file untouched) when it is not a
-    routing log.
+    routing log. A ``postgresql://`` URL: :class:`LogFileError` when the database holds no routing log.
     """
+    if is_database_url(path):
+        from .log_postgres import open_postgres
+
+        return open_postgres(str(path), create=False)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"routing log not found: {path}")
@@ -180,9 +233,9 @@ class _Writer:
     finalizer then stops the writer (also at interpreter exit), which commits whatever is still queued.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path):
+    def __init__(self, conn: LogConnection, path: Path | str):
         self.conn = conn
-        self.path = path
+        self.path = path  # for messages: never a URL's password
         self.queue: queue.Queue = queue.Queue()
         self.dropped = 0
         self._unreported = 0
@@ -233,6 +286,8 @@ class _Writer:
                 )
         except sqlite3.Error as exc:  # a broken batch must not stop logging (nor any caller)
             self.drop(len(rows), f"{type(exc).__name__}: {exc}")
+        except LogDatabaseError as exc:  # the server's error (the log's name is in every message already)
+            self.drop(len(rows), exc.reason)
 
     def drop(self, n: int, error: str) -> None:
         """Count ``n`` lost rows; the first loss since the last report is also a warning and a log line."""
@@ -276,7 +331,11 @@ def _close_at_exit(writer: _Writer) -> None:
 
 
 class RoutingLog:
-    """Append-only SQLite log of routed calls; thread-safe, non-blocking writes, optional shadow answers.
+    """Append-only log of routed calls; thread-safe, non-blocking writes, optional shadow answers.
+
+    ``path`` is a SQLite file, or a ``postgresql://user@host:port/db`` URL (SQLAlchemy syntax; the driver is psycopg)
+    for a log that several server processes write at once. Messages and errors name it by :attr:`name`, the URL
+    with its password masked.
 
     Rows are committed by a background writer. :meth:`flush` and :meth:`close` raise :class:`RoutingLogWriteError`
     when rows could not be written since the last report (a warning is also issued when losses start), and
@@ -287,7 +346,7 @@ class RoutingLog:
 
     def __init__(
         self,
-        path: str | Path,
+        path: LogTarget,
         *,
         store_text: bool = True,
         shadow_rate: float = 0.0,
@@ -299,14 +358,15 @@ class RoutingLog:
         self.shadow_rate = validate_fraction("shadow_rate", shadow_rate)
         if isinstance(max_shadow_backlog, bool) or not isinstance(max_shadow_backlog, int) or max_shadow_backlog < 1:
             raise ValueError(f"max_shadow_backlog must be a positive integer, got {max_shadow_backlog!r}")
-        self.path = Path(path)
+        self.path: Path | str = str(path) if is_database_url(path) else Path(path)
+        self.name = log_name(self.path)
         self.store_text = store_text
         self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
         self.source = source
         self.shadow_skipped = 0
         self._rng = random.Random(seed)
         self._conn = connect(self.path)
-        self._writer = _Writer(self._conn, self.path)
+        self._writer = _Writer(self._conn, self.name)
         self._finalizer = weakref.finalize(self, _close_at_exit, self._writer)
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadow_slots = threading.BoundedSemaphore(max_shadow_backlog)
@@ -508,7 +568,7 @@ class RoutingLog:
     def _raise_dropped(self) -> None:
         n, error = self._writer.take_unreported()
         if n:
-            raise RoutingLogWriteError(self.path, n, error)
+            raise RoutingLogWriteError(self.name, n, error)
 
     def __enter__(self) -> "RoutingLog":
         return self
@@ -521,13 +581,22 @@ class RoutingLog:
                 raise
 
 
-def read_calls(path: str | Path, *, kind: str | None = None) -> Iterator[dict]:
-    """Rows of a routing log as dicts (``kind`` = 'answer' or 'shadow' to filter)."""
+def read_calls(path: LogTarget, *, kind: str | None = None) -> Iterator[dict]:
+    """Rows of a routing log as dicts, in row-id order (``kind`` = 'answer' or 'shadow' to filter).
+
+    Reads :data:`READ_PAGE` rows per query, so a large log (or one on a database server) is never held in memory.
+    """
     conn = open_log(path)
-    conn.row_factory = sqlite3.Row
     try:
-        sql = "SELECT * FROM calls" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
-        for row in conn.execute(sql, (kind,) if kind else ()):
-            yield dict(row)
+        sql = "SELECT * FROM calls WHERE id > ?" + (" AND kind = ?" if kind else "") + f" ORDER BY id LIMIT {READ_PAGE}"
+        last = 0
+        while True:
+            cursor = conn.execute(sql, (last, kind) if kind else (last,))
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+            yield from rows
+            if len(rows) < READ_PAGE:
+                return
+            last = rows[-1]["id"]
     finally:
         conn.close()
