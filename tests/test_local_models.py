@@ -250,6 +250,8 @@ def test_local_server_speaks_openai_with_tools(local_openai_server):
     )
     assert response.usage.completion_tokens > 0
     assert json.loads(response.model_dump_json())["choices"][0]["message"]["role"] == "assistant"
+    # one display name everywhere: what requests name is what the server reports (not a cache path)
+    assert local_openai_server.model_name == response.model == "smollm2-135m@local-server"
 
 
 def test_chat_output_usage_dict():

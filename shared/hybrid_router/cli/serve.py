@@ -183,7 +183,6 @@ def large_spec(args: argparse.Namespace) -> str:
 
 def start_local_large(spec: str, threads: int, stack: contextlib.ExitStack) -> tuple[str, str, str]:
     """Start the ``local[:MODEL]`` stand-in large server (stops with ``stack``); (base URL, model, display name)."""
-    from ..local.models import model_display_name
     from ..local.server import LocalOpenAIServer
 
     log = logging.getLogger("hybrid_router")
@@ -191,7 +190,7 @@ def start_local_large(spec: str, threads: int, stack: contextlib.ExitStack) -> t
     log.info("starting a local OpenAI-compatible stand-in for the large model (%s; ~30-60 s) ...", name)
     server = stack.enter_context(LocalOpenAIServer(name, threads=threads))
     log.info("stand-in large model ready at %s", server.base_url)
-    return server.base_url, server.model_name, f"{model_display_name(name)}@local-server"
+    return server.base_url, server.model_name, server.model_name
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:

@@ -2,13 +2,17 @@
 
 Used as a stand-in large model by the tests and ``hybrid-llm demo`` when no hosted endpoint is configured. The
 server runs in a child process (chat completions, streaming and tool calls are transformers' own implementation);
-requests must name :attr:`LocalOpenAIServer.model_name` in their ``model`` field.
+requests must name :attr:`LocalOpenAIServer.model_name` in their ``model`` field. That name is a display name,
+``<model>@local-server`` (e.g. ``smollm2-135m@local-server``), the same one the demo, the server, the examples, the
+logs and cost keys show: ``transformers serve`` answers with the name it was started with, so it is started in a
+temporary folder holding a link of that name to the model's folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,9 +23,12 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from .models import DEFAULT_SMALL_MODEL, model_path
+from .models import DEFAULT_SMALL_MODEL, model_display_name, model_path
 
 logger = logging.getLogger(__name__)
+
+#: What the stand-in's display name adds to the model's own short name.
+SERVED_SUFFIX = "@local-server"
 
 
 class ServerStartError(RuntimeError):
@@ -69,8 +76,10 @@ class LocalOpenAIServer:
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
         self.threads = threads
-        self.model_name = model_path(model)
+        self.model_path = model_path(model)
+        self.model_name = model_display_name(model).replace("/", "--") + SERVED_SUFFIX
         self._process: subprocess.Popen[bytes] | None = None
+        self._served: str | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -100,12 +109,14 @@ class LocalOpenAIServer:
             MKL_NUM_THREADS=str(self.threads),
             TOKENIZERS_PARALLELISM="false",
         )
+        self._served = tempfile.mkdtemp(prefix="hybrid-llm-served-")
+        os.symlink(self.model_path, os.path.join(self._served, self.model_name))
         command = [
             sys.executable,
             "-m",
             "transformers.cli.transformers",
             "serve",
-            self.model_name,
+            self.model_name,  # a folder, relative to cwd: the served name is the display name
             "--host",
             self.host,
             "--port",
@@ -122,6 +133,7 @@ class LocalOpenAIServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self._served,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
@@ -164,6 +176,9 @@ class LocalOpenAIServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout)
+        if self._served is not None:
+            shutil.rmtree(self._served, ignore_errors=True)
+            self._served = None
         if self._log is not None:
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
