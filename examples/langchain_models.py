@@ -1,4 +1,4 @@
-"""The two chat models the LangChain examples route between.
+"""The two chat models the LangChain examples route between, and two that can call tools (the agent example).
 
 small: the shipped SmolLM2-135M, in process (``langchain_hybrid.local_chat_model``).
 large: OpenAI (``ChatOpenAI``) when ``OPENAI_API_KEY`` is set (``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` override the
@@ -9,14 +9,19 @@ endpoint and the model); otherwise a local OpenAI-compatible stand-in server on 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage  # noqa: E402
+from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
+from langchain_core.runnables import Runnable  # noqa: E402
+from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
@@ -52,3 +57,55 @@ def example_models(max_tokens: int = 32) -> Iterator[tuple[BaseChatModel, BaseCh
     finally:
         if server is not None:
             server.stop()
+
+
+#: OpenAI models for the tool-calling path when ``OPENAI_API_KEY`` is set (small, large).
+OPENAI_TOOL_MODELS = ("gpt-4o-mini", "gpt-4o")
+
+
+class ScriptedToolCaller(BaseChatModel):
+    """An offline stand-in for a model that can call tools. Not a language model: it calls the tool whose name is
+    in the question with the first two integers of the question as ``a`` and ``b``, then states the tool's result.
+    It exists so the tool path (route, bind tools per child, tool call, tool result, answer) runs without a key."""
+
+    model_name: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-tool-caller"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable:
+        """Bind tools as call kwargs, the way ``ChatOpenAI`` does (``HybridChatModel`` needs that)."""
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any):
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            message = AIMessage(content=f"The result is {last.content}.")
+        else:
+            names = [t["function"]["name"] for t in kwargs.get("tools", [])]
+            question = last.text.lower()
+            name = next((n for n in names if n in question), None)
+            numbers = [int(n) for n in re.findall(r"-?\d+", question)[:2]]
+            if name is None or len(numbers) < 2:
+                message = AIMessage(content="I can only call a named tool on two numbers.")
+            else:
+                call = {"name": name, "args": {"a": numbers[0], "b": numbers[1]}, "id": f"call_{len(messages)}"}
+                message = AIMessage(content="", tool_calls=[call])
+        message.response_metadata = {"model_name": self.model_name}
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+@contextmanager
+def tool_calling_models() -> Iterator[tuple[BaseChatModel, BaseChatModel, str]]:
+    """(small, large, what they are): two models that can call tools.
+
+    With ``OPENAI_API_KEY``: ``gpt-4o-mini`` and ``gpt-4o``. Offline there is no tool-capable model here (the
+    shipped SmolLM2-135M cannot call tools), so two :class:`ScriptedToolCaller` stand-ins show the path.
+    """
+    if os.environ.get("OPENAI_API_KEY"):
+        small, large = (ChatOpenAI(model=m, temperature=0, timeout=120) for m in OPENAI_TOOL_MODELS)
+        yield small, large, "OpenAI gpt-4o-mini | gpt-4o"
+    else:
+        small, large = ScriptedToolCaller(model_name="scripted-small"), ScriptedToolCaller(model_name="scripted-large")
+        yield small, large, "offline scripted tool callers (not language models; set OPENAI_API_KEY for real ones)"

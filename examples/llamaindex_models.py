@@ -1,4 +1,4 @@
-"""The two models the LlamaIndex examples route between.
+"""The two models the LlamaIndex examples route between, and two that can call tools (the agent example).
 
 small: the shipped SmolLM2-135M, in process (``llamaindex_hybrid.local.local_llm``).
 large: OpenAI when ``OPENAI_API_KEY`` is set (``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` override the endpoint and the
@@ -9,14 +9,17 @@ shipped model (started in the background while the small model loads; it stops w
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from llama_index.core.base.llms.types import ChatMessage, LLMMetadata, MessageRole, ToolCallBlock  # noqa: E402
 from llama_index.core.llms import LLM  # noqa: E402
+from llama_index.core.llms.mock import MockFunctionCallingLLM  # noqa: E402
 
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
 from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
@@ -55,3 +58,54 @@ def example_models(max_tokens: int = 32, *, tools: bool = False) -> Iterator[tup
     finally:
         if server is not None:
             server.stop()
+
+
+#: OpenAI models for the tool-calling path when ``OPENAI_API_KEY`` is set (small, large).
+OPENAI_TOOL_MODELS = ("gpt-4o-mini", "gpt-4o")
+
+
+def _scripted_reply(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+    """Call the tool named in the question on its first two integers (``a``, ``b``); then state the tool's result."""
+    if messages and messages[-1].role == MessageRole.TOOL:
+        return ChatMessage(role=MessageRole.ASSISTANT, content=f"The result is {messages[-1].content}.")
+    question = next((str(m.content) for m in reversed(messages) if m.role == MessageRole.USER), "").lower()
+    names = [t.metadata.name for t in kwargs.get("tools") or []]
+    name = next((n for n in names if n and n in question), None)
+    numbers = [int(n) for n in re.findall(r"-?\d+", question)[:2]]
+    if name is None or len(numbers) < 2:
+        return ChatMessage(role=MessageRole.ASSISTANT, content="I can only call a named tool on two numbers.")
+    call = ToolCallBlock(tool_call_id=f"call_{len(messages)}", tool_name=name, tool_kwargs=dict(zip("ab", numbers)))
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[call])
+
+
+class ScriptedToolCaller(MockFunctionCallingLLM):
+    """An offline stand-in for a model that can call tools. Not a language model: it calls the tool whose name is
+    in the question with the first two integers of the question, then states the tool's result. It exists so the
+    tool path (route, tool call, tool result, answer) runs without a key."""
+
+    name: str = "scripted"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(response_generator=_scripted_reply, is_chat_model=True)
+        self.name = name
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.name, is_function_calling_model=True, is_chat_model=True)
+
+
+@contextmanager
+def tool_calling_models() -> Iterator[tuple[LLM, LLM, str]]:
+    """(small, large, what they are): two function-calling models.
+
+    With ``OPENAI_API_KEY``: ``gpt-4o-mini`` and ``gpt-4o``. Offline there is no tool-capable model here (the
+    shipped SmolLM2-135M cannot call tools), so two :class:`ScriptedToolCaller` stand-ins show the path.
+    """
+    if os.environ.get("OPENAI_API_KEY"):
+        from llama_index.llms.openai import OpenAI
+
+        small, large = (OpenAI(model=m, temperature=0, timeout=120) for m in OPENAI_TOOL_MODELS)
+        yield small, large, "OpenAI gpt-4o-mini | gpt-4o"
+    else:
+        small, large = ScriptedToolCaller("scripted-small"), ScriptedToolCaller("scripted-large")
+        yield small, large, "offline scripted tool callers (not language models; set OPENAI_API_KEY for real ones)"
