@@ -338,6 +338,14 @@ def test_bad_urls_are_one_clear_error_without_the_password(tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.parametrize("missing", ["psycopg", "sqlalchemy"])
+def test_a_missing_driver_says_how_to_install_it(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # as if it were not installed: importing it fails
+    with pytest.raises(LogFileError, match=r"pip install 'hybrid-llm\[postgres\]'") as caught:
+        RoutingLog(f"postgresql://alice:{PASSWORD}@127.0.0.1:5432/logs")
+    assert PASSWORD not in str(caught.value) and "alice:***@" in str(caught.value)
+
+
 def test_bad_url_in_the_cli_is_one_error_line_without_the_password(tmp_path):
     url = f"postgresql://alice:{PASSWORD}@127.0.0.1:{free_port()}/logs"
     for args in (
