@@ -19,6 +19,7 @@ from ..train.evaluation import (
     format_table,
     plot_reports,
 )
+from .engine_options import add_engine_arguments, engine_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, help="write a PNG of quality vs large-call share")
     p.add_argument("--json", default=None, help="also write the metrics as JSON")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip rows with missing/non-numeric scores")
+    add_engine_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -48,6 +50,7 @@ def trained_on_this(trained_on: object, data: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Score every query and print the metrics table."""
+    from ..core.engine_encoder import router_on
     from ..core.router import HybridRouter
 
     data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
@@ -58,15 +61,17 @@ def run(args: argparse.Namespace) -> int:
             "numbers are in-sample and optimistic; evaluate on data the router has not seen",
             file=sys.stderr,
         )
-    scores = router.score_texts(data.queries, progress=True)
     small_q, large_q = data.mean_small(), data.mean_large()
-    reports = evaluate_with_references(scores, small_q, large_q)
-    if router.verifier is not None and data.small_answers is not None:
-        verified = router.score_answer_batch(data.queries, data.small_answers)
-        reports[-1:-1] = [evaluate_scores("verifier", verified, small_q, large_q)]
-        if router.cascade is not None:
-            reports[-1:-1] = [evaluate_cascade("cascade", router.cascade, scores, verified, small_q, large_q)]
-    elif router.verifier is not None:
+    with engine_from_args(args) as engine:
+        router_on(router, engine)
+        scores = router.score_texts(data.queries, progress=True)
+        reports = evaluate_with_references(scores, small_q, large_q)
+        if router.verifier is not None and data.small_answers is not None:
+            verified = router.score_answer_batch(data.queries, data.small_answers)
+            reports[-1:-1] = [evaluate_scores("verifier", verified, small_q, large_q)]
+            if router.cascade is not None:
+                reports[-1:-1] = [evaluate_cascade("cascade", router.cascade, scores, verified, small_q, large_q)]
+    if router.verifier is not None and data.small_answers is None:
         print("the router has an answer verifier; add a small_answer column to evaluate it and the cascade")
     print(
         f"{len(data)} queries from {args.data}"

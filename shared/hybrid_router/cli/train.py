@@ -7,6 +7,7 @@ import argparse
 from ..train.data_io import load_routing_data
 from ..train.evaluation import format_table
 from ..train.labels import LABEL_MODES
+from .engine_options import add_engine_arguments, engine_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,30 +52,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not train the answer verifier even when the data has a small_answer column",
     )
     p.add_argument("--out", required=True, help="output folder for the router")
+    add_engine_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; prints t*, sizes and validation metrics."""
     from ..core.encoder import Encoder
+    from ..core.engine_encoder import engine_encoder
     from ..train.training import train_router
 
     data = load_routing_data(args.data, skip_bad_rows=args.skip_bad_rows)
     if data.skipped_rows:
         print(f"skipped {data.skipped_rows} bad rows")
     print(f"loaded {len(data)} queries from {args.data} (metric: {data.metric or 'unspecified'})")
-    result = train_router(
-        data,
-        labels=args.labels,
-        relaxation=args.relaxation,
-        recipe=args.recipe,
-        encoder=args.encoder if args.encoder_layers is None else Encoder(args.encoder, layers=args.encoder_layers),
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        default_max_quality_drop=args.default_max_drop,
-        verifier=not args.no_verifier,
-        progress=True,
-    )
+    with engine_from_args(args) as engine:
+        encoder = engine_encoder(engine, args.encoder, layers=args.encoder_layers) or (
+            args.encoder if args.encoder_layers is None else Encoder(args.encoder, layers=args.encoder_layers)
+        )
+        result = train_router(
+            data,
+            labels=args.labels,
+            relaxation=args.relaxation,
+            recipe=args.recipe,
+            encoder=encoder,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            default_max_quality_drop=args.default_max_drop,
+            verifier=not args.no_verifier,
+            progress=True,
+        )
     if args.labels == "trans":
         print(f"t* = {result.relaxation:g}")
     print(

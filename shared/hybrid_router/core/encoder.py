@@ -116,6 +116,18 @@ def check_layers(layers: int | None, available: int, name: str) -> None:
         raise ValueError(f"layers must be an integer from 1 to {available} for encoder {name!r}, got {layers!r}")
 
 
+def batch_plan(texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
+    """The batches :meth:`Encoder.encode` embeds ``texts`` in: indices, longest texts first, ``batch_size`` a batch.
+
+    A text's embedding depends (to ~1e-7) on the texts padded with it, so a batch engine that embeds these same
+    batches returns the same numbers, bit for bit, as :meth:`Encoder.encode`.
+    """
+    if len(texts) == 1:
+        return [np.zeros(1, dtype=np.int64)]
+    order = np.argsort([len(t) for t in texts])[::-1]
+    return [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+
+
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
     """Hide transformers' "Loading weights" progress bars for the loads made inside the block.
@@ -246,12 +258,18 @@ class Encoder:
         if len(texts) == 1:  # the routing hot path: no sorting, no padding, no progress bar
             return self._embed(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts])[::-1]
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc="encoding", unit="batch", disable=not progress or len(texts) <= batch_size):
-            idx = order[start : start + batch_size]
+        plan = batch_plan(texts, batch_size)
+        for idx in tqdm(plan, desc="encoding", unit="batch", disable=not progress or len(texts) <= batch_size):
             out[idx] = self._embed([texts[i] for i in idx])
         return out
+
+    def encode_many(self, requests: Sequence[Sequence[str]], *, batch_size: int = 64) -> list[np.ndarray]:
+        """:meth:`encode` of each list of texts in turn (an encoder on a batch engine runs them as one job)."""
+        return [self.encode(texts, batch_size=batch_size) for texts in requests]
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of one batch, as given (padded together, not sorted): one step of :meth:`encode`."""
+        return self._embed(list(texts))
 
     def kept_token_ids(self, text: str) -> list[int]:
         """The token ids the encoder reads of ``text`` (special tokens included), after truncation."""

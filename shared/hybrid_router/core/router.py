@@ -156,6 +156,15 @@ class HybridRouter:
                     )
         return self._encoder
 
+    @encoder.setter
+    def encoder(self, encoder: Encoder) -> None:
+        """Swap in an encoder of the same settings (e.g. one whose batches run on a Ray cluster)."""
+        mine = (self.encoder_name, self.encoder_backend, self.encoder_layers, self.encoder_truncation)
+        theirs = (encoder.name, encoder.backend, encoder.layers, encoder.truncation)
+        if theirs != mine:
+            raise ValueError(f"the router's encoder is {mine}, the encoder given is {theirs}")
+        self._encoder = encoder
+
     def embed_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embeddings of router texts; one text is looked up among the recent ones first (the routing hot path)."""
         if len(texts) != 1:
