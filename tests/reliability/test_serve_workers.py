@@ -1,4 +1,5 @@
-"""``hybrid-llm serve --workers N`` as a real process (issue 15, part 3): every worker answers, SIGTERM stops them all.
+"""``hybrid-llm serve --workers N`` as a real process (issue 15, part 3): every worker answers, SIGHUP restarts them,
+SIGTERM stops them all.
 
 The real CLI runs on a free port with stub upstreams on 127.0.0.1; ``/health``'s ``x-hybrid-worker`` header names
 the process that answered. Bad flags and a worker that cannot start stay one error line.
@@ -92,6 +93,22 @@ def test_two_workers_both_answer_and_sigterm_stops_all(tmp_path: Path, default_r
             assert answer.status_code == 200 and answer.headers["x-hybrid-route"] == "small"
             assert answer.json()["choices"][0]["message"]["content"] == "stub answer"
             assert [r["body"]["model"] for r in stub.requests] == ["small"]
+
+            process.send_signal(signal.SIGHUP)  # rolling restart: new workers, same socket, the parent stays
+            old, pids = pids, set()
+
+            def restarted() -> bool:
+                try:
+                    pids.update(worker_pids(base, 2, attempts=40) - old)
+                except httpx.HTTPError:
+                    return False
+                return len(pids) >= 2 and not any(alive(pid) for pid in old)
+
+            assert wait_until(restarted, 240, 0.5), (old, pids, log.read_text())
+            assert all(parent_of(pid) == process.pid for pid in pids)
+            got = httpx.post(f"{base}/v1/route", json=body, headers=auth, timeout=10).json()
+            assert got["score"] == pytest.approx(expected.score, abs=1e-4)
+            pids |= old
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(30)
