@@ -9,7 +9,6 @@ endpoint and the model); otherwise a local OpenAI-compatible stand-in server on 
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -23,6 +22,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
 from langchain_core.runnables import Runnable  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
+from scripted_tools import NO_CALL, OFFLINE, ONLINE, OPENAI_TOOL_MODELS, scripted_answer, scripted_tool_call  # noqa: E402
 
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
 from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
@@ -59,10 +59,6 @@ def example_models(max_tokens: int = 32) -> Iterator[tuple[BaseChatModel, BaseCh
             server.stop()
 
 
-#: OpenAI models for the tool-calling path when ``OPENAI_API_KEY`` is set (small, large).
-OPENAI_TOOL_MODELS = ("gpt-4o-mini", "gpt-4o")
-
-
 class ScriptedToolCaller(BaseChatModel):
     """An offline stand-in for a model that can call tools. Not a language model: it calls the tool whose name is
     in the question with the first two integers of the question as ``a`` and ``b``, then states the tool's result.
@@ -80,18 +76,16 @@ class ScriptedToolCaller(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any):
         last = messages[-1]
+        names = [t["function"]["name"] for t in kwargs.get("tools", [])]
+        call = None if isinstance(last, ToolMessage) else scripted_tool_call(last.text, names)
         if isinstance(last, ToolMessage):
-            message = AIMessage(content=f"The result is {last.content}.")
+            message = AIMessage(content=scripted_answer(last.content))
+        elif call is None:
+            message = AIMessage(content=NO_CALL)
         else:
-            names = [t["function"]["name"] for t in kwargs.get("tools", [])]
-            question = last.text.lower()
-            name = next((n for n in names if n in question), None)
-            numbers = [int(n) for n in re.findall(r"-?\d+", question)[:2]]
-            if name is None or len(numbers) < 2:
-                message = AIMessage(content="I can only call a named tool on two numbers.")
-            else:
-                call = {"name": name, "args": {"a": numbers[0], "b": numbers[1]}, "id": f"call_{len(messages)}"}
-                message = AIMessage(content="", tool_calls=[call])
+            message = AIMessage(
+                content="", tool_calls=[{"name": call[0], "args": call[1], "id": f"call_{len(messages)}"}]
+            )
         message.response_metadata = {"model_name": self.model_name}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -105,7 +99,7 @@ def tool_calling_models() -> Iterator[tuple[BaseChatModel, BaseChatModel, str]]:
     """
     if os.environ.get("OPENAI_API_KEY"):
         small, large = (ChatOpenAI(model=m, temperature=0, timeout=120) for m in OPENAI_TOOL_MODELS)
-        yield small, large, "OpenAI gpt-4o-mini | gpt-4o"
+        yield small, large, ONLINE
     else:
         small, large = ScriptedToolCaller(model_name="scripted-small"), ScriptedToolCaller(model_name="scripted-large")
-        yield small, large, "offline scripted tool callers (not language models; set OPENAI_API_KEY for real ones)"
+        yield small, large, OFFLINE

@@ -9,7 +9,6 @@ shipped model (started in the background while the small model loads; it stops w
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -20,6 +19,7 @@ import torch  # noqa: E402
 from llama_index.core.base.llms.types import ChatMessage, LLMMetadata, MessageRole, ToolCallBlock  # noqa: E402
 from llama_index.core.llms import LLM  # noqa: E402
 from llama_index.core.llms.mock import MockFunctionCallingLLM  # noqa: E402
+from scripted_tools import NO_CALL, OFFLINE, ONLINE, OPENAI_TOOL_MODELS, scripted_answer, scripted_tool_call  # noqa: E402
 
 from hybrid_router.local.server import LocalOpenAIServer  # noqa: E402
 from hybrid_router.serve.backends import DEFAULT_LARGE_MODEL, DEFAULT_LARGE_URL  # noqa: E402
@@ -60,22 +60,16 @@ def example_models(max_tokens: int = 32, *, tools: bool = False) -> Iterator[tup
             server.stop()
 
 
-#: OpenAI models for the tool-calling path when ``OPENAI_API_KEY`` is set (small, large).
-OPENAI_TOOL_MODELS = ("gpt-4o-mini", "gpt-4o")
-
-
 def _scripted_reply(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
-    """Call the tool named in the question on its first two integers (``a``, ``b``); then state the tool's result."""
+    """The scripted tool call for the latest user question, or the answer once the tool ran (scripted_tools)."""
     if messages and messages[-1].role == MessageRole.TOOL:
-        return ChatMessage(role=MessageRole.ASSISTANT, content=f"The result is {messages[-1].content}.")
-    question = next((str(m.content) for m in reversed(messages) if m.role == MessageRole.USER), "").lower()
-    names = [t.metadata.name for t in kwargs.get("tools") or []]
-    name = next((n for n in names if n and n in question), None)
-    numbers = [int(n) for n in re.findall(r"-?\d+", question)[:2]]
-    if name is None or len(numbers) < 2:
-        return ChatMessage(role=MessageRole.ASSISTANT, content="I can only call a named tool on two numbers.")
-    call = ToolCallBlock(tool_call_id=f"call_{len(messages)}", tool_name=name, tool_kwargs=dict(zip("ab", numbers)))
-    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[call])
+        return ChatMessage(role=MessageRole.ASSISTANT, content=scripted_answer(messages[-1].content))
+    question = next((str(m.content) for m in reversed(messages) if m.role == MessageRole.USER), "")
+    call = scripted_tool_call(question, [t.metadata.name for t in kwargs.get("tools") or []])
+    if call is None:
+        return ChatMessage(role=MessageRole.ASSISTANT, content=NO_CALL)
+    block = ToolCallBlock(tool_call_id=f"call_{len(messages)}", tool_name=call[0], tool_kwargs=call[1])
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[block])
 
 
 class ScriptedToolCaller(MockFunctionCallingLLM):
@@ -105,7 +99,7 @@ def tool_calling_models() -> Iterator[tuple[LLM, LLM, str]]:
         from llama_index.llms.openai import OpenAI
 
         small, large = (OpenAI(model=m, temperature=0, timeout=120) for m in OPENAI_TOOL_MODELS)
-        yield small, large, "OpenAI gpt-4o-mini | gpt-4o"
+        yield small, large, ONLINE
     else:
         small, large = ScriptedToolCaller("scripted-small"), ScriptedToolCaller("scripted-large")
-        yield small, large, "offline scripted tool callers (not language models; set OPENAI_API_KEY for real ones)"
+        yield small, large, OFFLINE

@@ -20,7 +20,7 @@ def examples(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.syspath_prepend(str(EXAMPLES))
     yield
-    for name in ("langchain_models", "llamaindex_models"):
+    for name in ("langchain_models", "llamaindex_models", "scripted_tools"):
         sys.modules.pop(name, None)
 
 
