@@ -470,7 +470,7 @@ def test_the_cli_reads_a_postgres_log(pg_url, tmp_path, capsys):
         assert main(["score-log", target, "--scorer", "match", "--references", str(refs)]) == 0
         assert main(["export-pairs", target, str(tmp_path / f"{name}.csv")]) == 0
         assert main(["report", target]) == 0
-        outputs[name] = capsys.readouterr().out.replace(target, "LOG").replace(name, "OUT")
+        outputs[name] = capsys.readouterr().out.replace(target, "LOG").replace(f"{name}.csv", "OUT.csv")
     assert outputs["pg"] == outputs["sqlite"] and "scored 24 calls" in outputs["pg"]
     assert (tmp_path / "pg.csv").read_text() == (tmp_path / "sqlite.csv").read_text()
 
