@@ -9,11 +9,10 @@ Scores ``--rows`` shipped queries (GSM8K then MMLU, ``hybrid_router.train.data``
 A Ray run's time includes starting its actors and loading the encoder in each; a first, one-batch job with the
 same settings measures that start (and, in the worker, its memory: before the encoder loads, after, after a
 64-row batch), so the table also gives the steady rate. Every run's scores are checked to equal the local ones.
-Prints one Markdown table, the per-row encoder cost, the memory per worker and the cost model; under ~5 minutes on
-2 cores.
+Prints one Markdown table, the per-row encoder cost, the memory per worker and the cost model.
 
-    python benchmarks/batch_scale.py               # 4000 rows
-    python benchmarks/batch_scale.py --rows 1000   # a quick run
+    python benchmarks/batch_scale.py               # 2000 rows, ~2-4 minutes on 2 cores
+    python benchmarks/batch_scale.py --rows 4000   # the README's table (~7 minutes on 2 busy cores)
 """
 
 from __future__ import annotations
@@ -76,7 +75,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--rows", type=int, default=2000)
     args = parser.parse_args()
     import torch
 
@@ -132,9 +131,9 @@ def main() -> None:
         f"{head_seconds / n * 1e6:.1f} us per row"
     )
     print(
-        f"memory per Ray worker: {before:.0f} MB before the encoder (Python, Ray, torch), {loaded:.0f} MB with it "
-        f"(+{loaded - before:.0f} MB), {after:.0f} MB after a 64-row batch (+{after - loaded:.0f} MB); this "
-        f"process (local engine): {local_mb:.0f} MB"
+        f"memory per Ray worker (resident): {before:.0f} MB before the encoder (Python, Ray), {loaded:.0f} MB with "
+        f"it (+{loaded - before:.0f} MB: torch, transformers, weights), {after:.0f} MB after a 64-row batch "
+        f"(+{after - loaded:.0f} MB); this process (local engine, after {n} rows): {local_mb:.0f} MB"
     )
     print(
         f"""
@@ -153,7 +152,7 @@ def main() -> None:
   rows): size W by cores first; memory binds only on small-RAM nodes.
 - Where the bottleneck moves: every row leaves the driver (text) and comes back ({EMBEDDING_BYTES} bytes of
   embedding), and the driver reads the log or data file and writes the scores. The driver's own cost per row
-  (read, ship, collect, head: tens of us) caps the cluster at roughly 10^4-10^5 rows/s: past
+  (read, ship, collect, head: tens of us, an estimate) caps the cluster at roughly 10^4-10^5 rows/s: past
   N x W ~= that / per-worker rate (~{max(int(2e4 / max(ray_one, 1e-9)), 1)} workers of this speed for
   2 x 10^4 rows/s) more nodes stop helping, and the log read (score-log: SQLite or PostgreSQL) or the driver's
   memory (all embeddings of a train/eval job, {EMBEDDING_BYTES} bytes a row: 1.5 GB per million rows) is the
