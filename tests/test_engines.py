@@ -8,6 +8,7 @@ two cores), so the Ray tests are few and their data tiny.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from hybrid_router.core.engines import EngineError, LocalEngine, batch_bounds, m
 from hybrid_router.traffic.log_scoring import EmbedScorer, read_scores, score_log
 
 TINY = Path(__file__).parent / "data" / "tiny_routing.csv"
-TEXTS = [row.split(",", 2)[1] for row in TINY.read_text().splitlines()[1:41]]
+TEXTS = [row["query"] for row in csv.DictReader(TINY.open(encoding="utf-8"))][:40]
 
 
 class Tagged:
@@ -160,6 +161,12 @@ def test_bad_engine_options_are_one_clear_error_line(tmp_path, capsys, monkeypat
     assert "pip install 'hybrid-llm[ray]'" in one_line(capsys, "score-log")
     assert main(["learn", str(log), "--out", out, "--engine", "ray"]) == 2
     assert "pip install 'hybrid-llm[ray]'" in one_line(capsys, "learn")
+    refs = tmp_path / "refs.csv"
+    with refs.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("query", "reference"), (ANSWERS[0][0], "The answer is 0.")])
+    assert main(["score-log", str(log), "--scorer", "match", "--references", str(refs), "--engine", "ray"]) == 0
+    printed = capsys.readouterr()
+    assert "embeds nothing, so it runs here" in printed.err and "match: scored 2 calls" in printed.out
     with pytest.raises(EngineError, match="unknown engine"):
         make_engine("dask")
 
