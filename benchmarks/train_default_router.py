@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from hybrid_router import HybridRouter, RoutingData, load_routing_data  # noqa: E402
+from hybrid_router.serve.demo import DEMO_QUERIES  # noqa: E402
 from hybrid_router.train.data import SHIPPED_DATASETS, shipped_path  # noqa: E402
 from hybrid_router.train.embedding_cache import CachedEncoder  # noqa: E402
 from hybrid_router.train.evaluation import evaluate_scores, format_table  # noqa: E402
@@ -99,6 +100,14 @@ def main() -> None:
     print(f"score(hard proof) = {hard:.3f} < score({EASY!r}) = {easy:.3f}")
     if not hard < easy:
         raise SystemExit("the default router does not score the hard query below the easy one")
+    demo = loaded.score_batch(list(DEMO_QUERIES))  # first 5 trivial, last 3 hard (benchmarks/transfer.py)
+    trivial, hard_demo, threshold = demo[:5], demo[-3:], loaded.default_threshold
+    print(
+        f"demo: trivial {', '.join(f'{v:.3f}' for v in trivial)} | hard {', '.join(f'{v:.3f}' for v in hard_demo)}; "
+        f"each trivial above each hard: {bool(trivial.min() > hard_demo.max())}; at the default threshold "
+        f"{threshold:.3f}: {int((demo >= threshold).sum())} of {len(demo)} small "
+        f"({''.join('S' if v >= threshold else 'L' for v in demo)})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 * ``logistic``: logistic regression on the embedding (the Hybrid LLM paper's head on a frozen encoder).
 * ``features``: logistic regression on the hand-made query features (:mod:`hybrid_router.features`).
 * ``knn``: label smoothing over the 30 nearest training queries.
+* ``transfer``: for data pooled from several sources (query ids ``source/...``): one intercept per source, so
+  the head learns what makes a query hard *within* a source rather than which source it looks like; configuration
+  chosen by leave-one-source-out CV (:mod:`hybrid_router.train.transfer`).
 * ``auto`` (the default): chooses, by 5-fold cross-validation on the training data only, among logistic
   regressions on the query features alone, the embedding alone or both (several regularisation strengths), and
   blends in a kNN head when that is clearly better out of fold (see :func:`select_head`). Below 200 training queries
@@ -31,8 +34,15 @@ KNN_MAX_ITEMS = 2000
 HeadFitter = Callable[[np.ndarray, Sequence[str], np.ndarray, int], RouterHead]
 
 
-def _lbfgs(blocks: list[torch.Tensor], decays: list[float], y: torch.Tensor, steps: int) -> tuple[list, float]:
-    """Fit ``sigmoid(sum_b x_b @ w_b + c)`` to soft labels with an L2 penalty ``decay_b * |w_b|^2`` per block."""
+def _lbfgs(
+    blocks: list[torch.Tensor],
+    decays: list[float],
+    y: torch.Tensor,
+    steps: int,
+    sample_weight: torch.Tensor | None = None,
+) -> tuple[list, float]:
+    """Fit ``sigmoid(sum_b x_b @ w_b + c)`` to soft labels with an L2 penalty ``decay_b * |w_b|^2`` per block
+    (``sample_weight``: per-row weights of the cross-entropy, mean 1)."""
     weights = [torch.zeros(x.shape[1], requires_grad=True) for x in blocks]
     bias = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([*weights, bias], max_iter=steps, line_search_fn="strong_wolfe")
@@ -40,7 +50,7 @@ def _lbfgs(blocks: list[torch.Tensor], decays: list[float], y: torch.Tensor, ste
     def closure() -> torch.Tensor:
         opt.zero_grad()
         z = bias + sum(x @ w for x, w in zip(blocks, weights))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, weight=sample_weight)
         loss = loss + sum(d * (w * w).sum() for d, w in zip(decays, weights))
         loss.backward()
         return loss
@@ -325,19 +335,40 @@ def fit_selection(
 
 
 def run_recipe(
-    recipe: str, embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0
+    recipe: str,
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    seed: int = 0,
+    sources: Sequence[str] | None = None,
+    *,
+    source_of: dict[str, str] | None = None,
 ) -> RecipeFit:
-    """Fit ``recipe``; ``.refit`` repeats the same configuration (for ``auto``: the same choice) on new data."""
+    """Fit ``recipe``; ``.refit`` repeats the same configuration (for ``auto``: the same choice) on new data.
+    ``sources`` (the source of each query) and ``source_of`` (text -> source, for the refits on other queries) are
+    read by the ``transfer`` recipe only."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if recipe == "transfer":
+        from .transfer import run_transfer
+
+        return run_transfer(embeddings, texts, labels, sources, seed, source_of=source_of)
     if recipe == "auto":
         return fit_selection(select_head(embeddings, texts, labels, seed), embeddings, texts, labels, seed)
     fitter = RECIPES[recipe]
     return RecipeFit(fitter(embeddings, texts, labels, seed), fitter, {})
 
 
+def fit_transfer(embeddings: np.ndarray, texts: Sequence[str], labels: np.ndarray, seed: int = 0) -> RouterHead:
+    """The ``transfer`` recipe (:mod:`hybrid_router.train.transfer`); without sources it is ``auto``."""
+    from .transfer import fit_transfer as fit
+
+    return fit(embeddings, texts, labels, seed)
+
+
 RECIPES: dict[str, HeadFitter] = {
     "auto": fit_auto,
+    "transfer": fit_transfer,
     "logistic": fit_logistic,
     "features": fit_features,
     "knn": fit_knn,

@@ -19,6 +19,7 @@ from .depth import DEFAULT_DEPTHS, select_depth
 from .evaluation import RoutingReport, evaluate_cascade, evaluate_scores, evaluate_with_references
 from .labels import make_labels
 from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, _folds, fit_logistic, fit_selection, run_recipe
+from .transfer import query_sources
 from .verifier import VerifierInputs, VerifierSelection, fit_candidate, predict, select_verifier, verifier_inputs
 
 __all__ = [
@@ -112,7 +113,16 @@ def train_router(
         fitted = fit_selection(depth.selection, emb_train, train.queries, y, seed)
     else:
         emb_train = enc.encode(train.queries, progress=progress)
-        fitted = run_recipe(recipe, emb_train, train.queries, y, seed)
+        sources = query_sources(data.query_ids) if recipe == "transfer" else None
+        fitted = run_recipe(
+            recipe,
+            emb_train,
+            train.queries,
+            y,
+            seed,
+            None if sources is None else sources[train_idx],
+            source_of=None if sources is None else dict(zip(data.queries, sources)),
+        )
     info = {
         "recipe": recipe,
         "trained_on": data.source,
