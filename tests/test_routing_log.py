@@ -1,13 +1,11 @@
 """The SQLite routing log: non-blocking writes, durability under SIGKILL, privacy mode, shadow answers."""
 
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
 import pytest
+from log_killer import kill_after_flushes
 
 from hybrid_router import Answered, RouteDecision
 from hybrid_router.traffic.routing_log import RoutingLog, read_calls
@@ -80,29 +78,7 @@ def test_shadow_rate_zero_and_failures(tmp_path):
 
 def test_sigkill_mid_write_loses_no_committed_row_and_never_corrupts(tmp_path):
     db = tmp_path / "log.db"
-    child = textwrap.dedent(f"""
-        import sys
-        from hybrid_router import Answered, RouteDecision
-        from hybrid_router.traffic.routing_log import RoutingLog
-        d = RouteDecision("large", 0.1, 0.5, "default:quality_threshold", 0.5)
-        a = Answered(d, "large", None, ("s", "l"))
-        log = RoutingLog({str(db)!r})
-        i = 0
-        while True:
-            for _ in range(50):
-                log.log_call("query number " + str(i), a, "answer " * 50)
-                i += 1
-            log.flush()
-            print(i, flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    committed = 0
-    for line in proc.stdout:
-        committed = int(line)
-        if committed >= 1000:
-            break
-    proc.kill()  # SIGKILL, while the child keeps writing
-    proc.wait(10)
+    committed = kill_after_flushes(str(db))  # SIGKILL, while the child keeps writing
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     count = conn.execute("SELECT count(*) FROM calls").fetchone()[0]

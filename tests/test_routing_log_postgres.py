@@ -18,6 +18,7 @@ import time
 import warnings
 
 import pytest
+from log_killer import kill_after_flushes
 from pg_fixture import free_port, start_or_skip
 
 from hybrid_router import Answered, RouteDecision
@@ -258,28 +259,7 @@ def test_many_logs_opening_a_new_database_at_once(pg_url):
 
 
 def test_sigkill_right_after_flush_loses_no_flushed_row(postgres_server, pg_db):
-    url = postgres_server.url(pg_db)
-    child = textwrap.dedent(f"""
-        from hybrid_router import Answered, RouteDecision
-        from hybrid_router.traffic.routing_log import RoutingLog
-        a = Answered(RouteDecision("large", 0.1, 0.5, "default", 0.5), "large", None, ("s", "l"))
-        log = RoutingLog({url!r})
-        i = 0
-        while True:
-            for _ in range(50):
-                log.log_call("query number " + str(i), a, "answer " * 50)
-                i += 1
-            log.flush()
-            print(i, flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    flushed = 0
-    for line in proc.stdout:
-        flushed = int(line)
-        if flushed >= 1000:
-            break
-    proc.kill()  # SIGKILL right after a flush, while the child keeps logging
-    proc.wait(10)
+    flushed = kill_after_flushes(postgres_server.url(pg_db))  # SIGKILL right after a flush, while it keeps logging
     queries = {r[0] for r in postgres_server.query(pg_db, "SELECT query FROM calls")}
     assert {f"query number {i}" for i in range(flushed)} <= queries and flushed >= 1000
 
