@@ -162,8 +162,8 @@ def open_models(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[
         name = getattr(args, "large_name", None)  # set by --workers for a stand-in the parent started
         large = OpenAIBackend(spec, model, api_key=key, name=name, max_tokens=args.max_tokens, **limits)
     elif spec == "local" or spec.startswith("local:"):
-        url, model, name = start_local_large(spec, args.threads, stack)
-        large = OpenAIBackend(url, model, name=name, max_tokens=args.max_tokens, **limits)
+        url, model = start_local_large(spec, args.threads, stack)
+        large = OpenAIBackend(url, model, name=model, max_tokens=args.max_tokens, **limits)
     else:
         raise ValueError(f"--large must be an http(s) URL or 'local[:MODEL]', got {spec!r}")
     for backend in (small, large):
@@ -181,8 +181,10 @@ def large_spec(args: argparse.Namespace) -> str:
     )
 
 
-def start_local_large(spec: str, threads: int, stack: contextlib.ExitStack) -> tuple[str, str, str]:
-    """Start the ``local[:MODEL]`` stand-in large server (stops with ``stack``); (base URL, model, display name)."""
+def start_local_large(spec: str, threads: int, stack: contextlib.ExitStack) -> tuple[str, str]:
+    """Start the ``local[:MODEL]`` stand-in large server (stops with ``stack``); (base URL, model name).
+
+    The model name requests send is the stand-in's display name (``smollm2-135m@local-server``)."""
     from ..local.server import LocalOpenAIServer
 
     log = logging.getLogger("hybrid_router")
@@ -190,7 +192,7 @@ def start_local_large(spec: str, threads: int, stack: contextlib.ExitStack) -> t
     log.info("starting a local OpenAI-compatible stand-in for the large model (%s; ~30-60 s) ...", name)
     server = stack.enter_context(LocalOpenAIServer(name, threads=threads))
     log.info("stand-in large model ready at %s", server.base_url)
-    return server.base_url, server.model_name, server.model_name
+    return server.base_url, server.model_name
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -390,8 +392,8 @@ def run_workers(args: argparse.Namespace, api_key: str | None) -> int:
         settings = {k: v for k, v in vars(args).items() if k != "func"}
         spec = large_spec(args)
         if spec == "local" or spec.startswith("local:"):  # one stand-in for all workers, started here
-            url, model, name = start_local_large(spec, args.threads, stack)
-            settings.update(large=url, large_model=model, large_name=name)
+            url, model = start_local_large(spec, args.threads, stack)
+            settings.update(large=url, large_model=model, large_name=model)
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hybrid-llm-serve-")))  # mode 0700
         (folder / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
         os.environ[SETTINGS_ENV] = str(folder / "settings.json")  # inherited by the spawned workers
