@@ -292,8 +292,9 @@ class HybridLLM(FunctionCallingLLM):
             routed_on = question
         else:
             decision = router.decide(query, options, source, router_input=self.router_input)
-        callbacks = LLMCallbacks.start(self.callback_manager, (self.small, self.large), query, child_kwargs)
-        return _Plan(decision, child_kwargs, run, routed_on, router, callbacks if events else None)
+        children = (self.small, self.large)
+        callbacks = LLMCallbacks.start(self.callback_manager, children, query, child_kwargs) if events else None
+        return _Plan(decision, child_kwargs, run, routed_on, router, callbacks)
 
     def _sticky_decision(
         self, query: Union[str, Sequence[Any]], given: RoutingOptions, options: RoutingOptions

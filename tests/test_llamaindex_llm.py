@@ -510,3 +510,18 @@ def test_record_routes_collects_calls_from_tasks_started_inside(hybrid):
     hybrid.complete(QUESTION)
     assert len(outer) == 3 and outer[0]["threshold_source"] == "kwarg:quality_threshold" and outer[1:] == inner
     assert len(inner) == 2 and {r["threshold_source"] for r in inner} == {"default:quality_threshold", "kwarg:route"}
+
+
+def test_prepare_chat_with_tools_opens_no_callback_event(default_router):
+    """Preparing a tool call makes no call: the chat() that follows is the one LLM event."""
+    from llama_index.core.callbacks import LlamaDebugHandler
+    from llama_index.core.tools import FunctionTool
+
+    debug = LlamaDebugHandler()
+    small, large = NamedToolMock(name="tiny"), NamedToolMock(name="huge")
+    llm = HybridLLM(small, large, router=default_router, callback_manager=CallbackManager([debug]))
+    tool = FunctionTool.from_defaults(lambda a: a, name="echo", description="Echo a.")
+    prepared = llm._prepare_chat_with_tools([tool], user_msg=QUESTION, hybrid_route="small")
+    assert debug.get_llm_inputs_outputs() == []
+    llm.chat(**prepared)
+    assert len(debug.get_llm_inputs_outputs()) == 1
