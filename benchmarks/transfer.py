@@ -40,7 +40,7 @@ O(n^2) algorithm, a derivation). A router that transfers scores every trivial qu
 Embeddings are cached under ``scratch/emb_cache/`` (git-ignored). Writes ``transfer.json`` into ``--out``
 (default ``runs/transfer/``).
 
-Usage: python benchmarks/transfer.py [--layers 3] [--out DIR] [--methods ...] [--fresh]
+Usage: python benchmarks/transfer.py [--layers 3] [--out DIR] [--methods ...] [--alpaca CSV] [--fresh]
 (methods run in separate processes merge into one ``transfer.json`` and table unless ``--fresh``; about 10 minutes
 for all five on one CPU thread, the first run also embeds the MMLU question stems and AlpacaEval)
 Target (issue #14): leave-one-source-out APGR >= 0.58 on each shipped set; trivial demo queries above hard ones.
