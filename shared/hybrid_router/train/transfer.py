@@ -1,7 +1,7 @@
 """The ``transfer`` recipe: one router for data pooled from several sources that still ranks a new source's queries.
 
-Pooled over sources whose base rates differ (on the shipped sets the small model is good enough for 81% of MMLU
-queries but 64% of GSM8K ones), a head learns *which source a query looks like*: numbers, a multiple-choice layout
+Pooled over sources whose base rates differ (on the shipped sets the small model is good enough for 82% of MMLU
+queries but 71% of GSM8K ones), a head learns *which source a query looks like*: numbers, a multiple-choice layout
 or an ``Answer:`` suffix say "GSM8K" or "MMLU", and that alone moves the score. It helps on the training sources
 and misleads everywhere else ("What is 2 + 2?" looks like GSM8K, so it scores below a request for a proof).
 
