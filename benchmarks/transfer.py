@@ -172,11 +172,12 @@ def main() -> None:
     demo_emb = encoder.encode(list(DEMO_QUERIES))
     alpaca = load_routing_data(args.alpaca) if Path(args.alpaca).is_file() else None
     alpaca_emb = encoder.encode(list(alpaca.queries)) if alpaca else None
+    alpaca_labels = deterministic_labels(alpaca) if alpaca else None
     for method in args.methods:
         score, details = fit_scorer(method, emb, texts, y, sources, encoder)
         if alpaca:  # ROC AUC, not APGR: on this pair the small model is preferred slightly more often than not
             new = score(alpaca_emb, list(alpaca.queries))
-            results["new_workload"][method] = round(float(roc_auc_score(deterministic_labels(alpaca), new)), 4)
+            results["new_workload"][method] = round(float(roc_auc_score(alpaca_labels, new)), 4)
         demo = np.asarray(score(demo_emb, list(DEMO_QUERIES)), dtype=np.float64)
         trivial, hard = demo[:N_TRIVIAL], demo[-N_HARD:]
         results["demo"][method] = {
