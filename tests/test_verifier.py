@@ -51,7 +51,7 @@ def test_the_verifier_ranks_a_wrong_worked_answer_below_a_right_one(trained):
 
 def test_save_and_load_give_identical_scores(trained, gsm8k_answers, tmp_path):
     trained.router.save(tmp_path)
-    assert json.loads((tmp_path / "router.json").read_text())["format_version"] == 2
+    assert json.loads((tmp_path / "router.json").read_text())["format_version"] == 3
     loaded = HybridRouter.load(tmp_path)
     rows = gsm8k_answers.subset(np.arange(300, 330))
     before = trained.router.score_answer_batch(rows.queries, rows.small_answers)
@@ -63,7 +63,7 @@ def test_save_and_load_give_identical_scores(trained, gsm8k_answers, tmp_path):
 def test_a_folder_from_a_newer_release_is_a_clear_error(trained, tmp_path):
     trained.router.save(tmp_path)
     config = json.loads((tmp_path / "router.json").read_text())
-    (tmp_path / "router.json").write_text(json.dumps(config | {"format_version": 3}))
+    (tmp_path / "router.json").write_text(json.dumps(config | {"format_version": 4}))
     with pytest.raises(RouterFileError, match="newer hybrid-llm"):
         HybridRouter.load(tmp_path)
 

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+import warnings
 from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from .calibration import Calibration
+from .calibration import ALL_LARGE, Calibration
 from .cascade import CascadeCalibration
 from .conversation import router_text, select_router_text
 from .decision import RouteDecision
@@ -34,9 +35,10 @@ from .head import RouterHead, load_head
 from .options import RoutingOptions, current_routing, resolve_options, validate_fraction
 from .verifier import AnswerVerifier
 
-#: 2 adds the optional answer verifier and cascade calibration; folders of format 1 still load.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+#: 2 adds the optional answer verifier and cascade calibration; 3 certified calibration tables (bounds and their
+#: certificate, see :mod:`hybrid_router.core.certify`). Folders of formats 1 and 2 still load, uncertified.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 #: The verifier's arrays share the weights file with the head's, under this prefix.
 VERIFIER_PREFIX = "verifier."
 #: Recent single-text embeddings kept, so a cascade's verifier reuses the query embedding its routing computed.
@@ -51,6 +53,12 @@ _SHARED_DEFAULT_LOCK = threading.Lock()
 
 class RouterFileError(ValueError):
     """A router folder that is missing, incomplete or corrupt."""
+
+
+class UncertifiedWarning(UserWarning):
+    """A routing target the router's calibration data cannot promise: the call is routed safely instead (all large,
+    or the most conservative certified choice), or the table is an old uncertified one. Issued once per router and
+    target."""
 
 
 def _check_encoder(config_path: Path, name: Any, layers: Any) -> None:
@@ -140,6 +148,7 @@ class HybridRouter:
         self.info = dict(info or {})
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._warned: set[tuple[str, str, float]] = set()
 
     # ---------------------------------------------------------------- scoring
     @property
@@ -222,11 +231,13 @@ class HybridRouter:
             if not isinstance(answer, str):
                 raise ValueError(f"an answer must be a string, got {type(answer).__name__}")
         texts = [router_text(q) for q in queries]
-        query_emb = self.embed_texts(texts, batch_size=batch_size) if "query" in verifier.weights else None
+        reads_query = "query" in verifier.weights or verifier.needs_route_score
+        query_emb = self.embed_texts(texts, batch_size=batch_size) if reads_query else None
         answer_emb = (
             self.encoder.encode(list(answers), batch_size=batch_size) if verifier.needs_answer_embedding else None
         )
-        return np.clip(verifier.predict(texts, list(answers), query_emb, answer_emb), 0.0, 1.0)
+        route_scores = self.score_embeddings(query_emb, texts) if verifier.needs_route_score else None
+        return np.clip(verifier.predict(texts, list(answers), query_emb, answer_emb, route_scores), 0.0, 1.0)
 
     def score_answer(self, query: str | Sequence[Any], answer: str) -> float:
         """P[``answer``, the small model's answer to ``query``, is good enough] (a query string or message list)."""
@@ -234,7 +245,12 @@ class HybridRouter:
 
     # ---------------------------------------------------------------- routing
     def threshold_for(self, options: RoutingOptions) -> float:
-        """The quality threshold an options layer asks for (calibration resolves share / drop targets)."""
+        """The quality threshold an options layer asks for (calibration resolves share / drop targets).
+
+        ``max_quality_drop=d`` takes the cheapest threshold whose drop is certified <= d on new queries (probability
+        >= 1 - delta, see :mod:`hybrid_router.core.certify`); when the data cannot certify ``d`` with any saving,
+        every call goes large and an :class:`UncertifiedWarning` names the smallest drop it can certify.
+        """
         if options.quality_threshold is not None:
             return options.quality_threshold
         if options.max_quality_drop is None and options.large_share is None:
@@ -242,8 +258,36 @@ class HybridRouter:
         if self.calibration is None:
             raise ValueError("this router has no calibration table: use quality_threshold, or train/calibrate it")
         if options.max_quality_drop is not None:
-            return self.calibration.threshold_for_max_quality_drop(options.max_quality_drop)
-        return self.calibration.threshold_for_large_share(options.large_share)
+            found = self.calibration.resolve_max_quality_drop(options.max_quality_drop)
+            self._warn_uncertified("route", "max_quality_drop", options.max_quality_drop, found, self.calibration)
+        else:
+            found = self.calibration.resolve_large_share(options.large_share)
+            self._warn_uncertified("route", "large_share", options.large_share, found, self.calibration)
+        return found.threshold
+
+    def _warn_uncertified(self, strategy: str, key: str, value: float, found, table) -> None:
+        """One :class:`UncertifiedWarning` per router, strategy and target that the table cannot promise."""
+        if table.certified and (found.certified or key != "max_quality_drop" or value <= 0.0):
+            return
+        with self._lock:
+            if (strategy, key, value) in self._warned:
+                return
+            self._warned.add((strategy, key, value))
+        if not table.certified:
+            message = (
+                f"{key}={value:g} ({strategy}): this router's calibration table is not certified (saved before "
+                "hybrid-llm 0.3): the threshold meets the target on its calibration rows, with no promise for new "
+                "queries; retrain it to certify"
+            )
+        else:
+            cert = table.certificate
+            smallest = "no drop" if found.smallest_certified is None else f"{found.smallest_certified:.3f}"
+            message = (
+                f"max_quality_drop={value:g} ({strategy}) cannot be certified with this router's calibration data "
+                f"(n={cert.n}, delta={cert.delta:g}): every call goes to the large model; the smallest drop it can "
+                f"certify with some calls answered small is {smallest}"
+            )
+        warnings.warn(message, UncertifiedWarning, stacklevel=4)
 
     def decide(
         self,
@@ -275,7 +319,7 @@ class HybridRouter:
         else:
             threshold, verify_threshold = self.threshold_for(options), None
         score = float(self.score_texts([text])[0])
-        target = "small" if score >= threshold else "large"
+        target = "small" if score >= threshold and threshold < ALL_LARGE else "large"
         requested = getattr(options, key)
         return RouteDecision(
             target,
@@ -289,14 +333,19 @@ class HybridRouter:
         )
 
     def cascade_thresholds_for(self, options: RoutingOptions) -> tuple[float, float]:
-        """The cascade's (route, verify) thresholds for an options layer (see :mod:`hybrid_router.core.cascade`)."""
+        """The cascade's (route, verify) thresholds for an options layer (see :mod:`hybrid_router.core.cascade`);
+        targets are certified as under routing (:meth:`threshold_for`)."""
         self._require_verifier()
         if self.cascade is None:
             raise ValueError("this router has no cascade calibration: retrain it on data with a small_answer column")
         if options.max_quality_drop is not None:
-            return self.cascade.thresholds_for_max_quality_drop(options.max_quality_drop)
+            pair, found = self.cascade.resolve_max_quality_drop(options.max_quality_drop)
+            self._warn_uncertified("cascade", "max_quality_drop", options.max_quality_drop, found, self.cascade)
+            return pair
         if options.large_share is not None:
-            return self.cascade.thresholds_for_large_share(options.large_share)
+            pair, found = self.cascade.resolve_large_share(options.large_share)
+            self._warn_uncertified("cascade", "large_share", options.large_share, found, self.cascade)
+            return pair
         if self.calibration is None:
             raise ValueError("a cascade at a quality_threshold needs the router's calibration table")
         threshold = self.default_threshold if options.quality_threshold is None else options.quality_threshold

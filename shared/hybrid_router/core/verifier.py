@@ -11,7 +11,10 @@ The model is a logistic regression over up to four input blocks, chosen by cross
 - ``answer``: the answer's embedding (one more encoder forward);
 - ``answer_features``: cheap checks of the answer (:mod:`hybrid_router.core.answer_features`: arithmetic of a
   worked answer, final-answer format, hedging, repetition loops, truncation, JSON, code that compiles ...);
-- ``query_features``: the router's hand-made query features.
+- ``query_features``: the router's hand-made query features;
+- ``route_score``: the router's own score of the query (its log-odds; free, the router computed it): with it the
+  verifier can fall back on what the router knew where the answer says little (stacking), and a verifier of this
+  block alone ranks exactly as the router does (a cascade that degrades to routing).
 
 Feature blocks are standardised with the training means and deviations and clipped (as the router's linear head).
 """
@@ -27,9 +30,17 @@ from .features import FEATURE_NAMES, FEATURES_VERSION, query_features
 from .head import FEATURE_CLIP, sigmoid
 
 #: The input blocks, cheapest first (a cross-validation tie goes to the cheaper set).
-INPUTS = ("answer_features", "query", "query_features", "answer")
+INPUTS = ("answer_features", "query", "query_features", "answer", "route_score")
 EMBEDDING_INPUTS = ("query", "answer")
-FEATURE_INPUTS = ("answer_features", "query_features")
+FEATURE_INPUTS = ("answer_features", "query_features", "route_score")
+#: Router scores are clipped to [eps, 1 - eps] before their log-odds are taken.
+SCORE_EPS = 1e-6
+
+
+def route_score_block(route_scores: np.ndarray) -> np.ndarray:
+    """The ``route_score`` block: the router's scores as log-odds, one column."""
+    p = np.clip(np.asarray(route_scores, dtype=np.float64), SCORE_EPS, 1.0 - SCORE_EPS)
+    return np.log(p / (1.0 - p))[:, None]
 
 
 class AnswerVerifier:
@@ -66,6 +77,8 @@ class AnswerVerifier:
             raise ValueError("verifier bias is not finite")
 
     def _current_names(self, block: str) -> list[str]:
+        if block == "route_score":
+            return ["route_score_logit"]
         return list(answer_feature_names(self.checks)) if block == "answer_features" else list(FEATURE_NAMES)
 
     @property
@@ -74,12 +87,19 @@ class AnswerVerifier:
         return tuple(k for k in INPUTS if k in self.weights)
 
     @property
+    def needs_route_score(self) -> bool:
+        """True when scoring reads the router's score of the query."""
+        return "route_score" in self.weights
+
+    @property
     def needs_answer_embedding(self) -> bool:
         """True when scoring embeds the answer (one encoder forward); else it costs a few feature checks."""
         return "answer" in self.weights
 
     def features(self, block: str, queries: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        """The raw feature matrix of a feature block."""
+        """The raw feature matrix of a feature block (``route_score`` is given, not computed: see :meth:`logits`)."""
+        if block == "route_score":
+            raise ValueError("the route_score block is the router's score: pass route_scores")
         if block == "answer_features":
             return answer_feature_matrix(queries, answers, self.checks)
         return query_features(list(queries))
@@ -90,8 +110,9 @@ class AnswerVerifier:
         answers: Sequence[str],
         query_embeddings: np.ndarray | None = None,
         answer_embeddings: np.ndarray | None = None,
+        route_scores: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Log-odds of "good enough"; embeddings are needed only for the blocks that read them."""
+        """Log-odds of "good enough"; embeddings and router scores are needed only for the blocks that read them."""
         if len(queries) != len(answers):
             raise ValueError(f"{len(queries)} queries but {len(answers)} answers")
         z = np.full(len(queries), self.bias, dtype=np.float64)
@@ -102,16 +123,22 @@ class AnswerVerifier:
                 if x is None:
                     raise ValueError(f"this verifier reads the {block} embedding; pass {block}_embeddings")
             else:
+                if block == "route_score" and route_scores is None:
+                    raise ValueError("this verifier reads the router's score; pass route_scores")
+                if block == "route_score":
+                    raw = route_score_block(route_scores)
+                else:
+                    raw = self.features(block, queries, answers)
                 mean, std = self.stats[block]
-                x = np.clip((self.features(block, queries, answers) - mean) / std, -self.clip, self.clip)
+                x = np.clip((raw - mean) / std, -self.clip, self.clip)
             if x.shape[-1] != len(w):
                 raise ValueError(f"verifier block {block!r} expects {len(w)} values per row, got {x.shape[-1]}")
             z += x @ w
         return z
 
-    def predict(self, queries, answers, query_embeddings=None, answer_embeddings=None) -> np.ndarray:
+    def predict(self, queries, answers, query_embeddings=None, answer_embeddings=None, route_scores=None) -> np.ndarray:
         """Scores in [0, 1]: P[the answer is good enough]."""
-        return sigmoid(self.logits(queries, answers, query_embeddings, answer_embeddings))
+        return sigmoid(self.logits(queries, answers, query_embeddings, answer_embeddings, route_scores))
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:

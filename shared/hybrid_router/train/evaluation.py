@@ -83,6 +83,18 @@ def report_from_curve(name: str, share: np.ndarray, quality: np.ndarray, small_q
     return RoutingReport(name, ca, drop_at, apgr, cpt(0.5), cpt(0.8), share, quality)
 
 
+def apgr_resampled(scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray) -> np.ndarray:
+    """APGR of each row of ``[B, n]`` arrays (e.g. bootstrap resamples), as :func:`evaluate_scores` computes it."""
+    scores, small_q, large_q = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (scores, small_q, large_q))
+    n = scores.shape[1]
+    order = np.argsort(scores, axis=1, kind="stable")
+    gains = np.take_along_axis(large_q - small_q, order, axis=1)
+    total = gains.sum(axis=1)  # n * gap
+    area = np.cumsum(gains, axis=1).sum(axis=1) - total / 2  # trapezoids of the cumulative gain, k = 0..n
+    flat = np.abs(total) <= 1e-12 * n
+    return np.where(flat, 1.0, area / (n * np.where(flat, 1.0, total)))
+
+
 def evaluate_scores(name: str, scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray) -> RoutingReport:
     """Metrics of a router's scores on labelled queries."""
     share, quality = quality_curve(scores, small_q, large_q)

@@ -3,6 +3,7 @@ held-out split, report metrics, refit the head on all queries."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -10,19 +11,30 @@ import numpy as np
 
 from ..core.calibration import Calibration
 from ..core.cascade import CascadeCalibration
+from ..core.certify import DEFAULT_DELTA, check_delta
 from ..core.encoder import DEFAULT_ENCODER, Encoder
 from ..core.options import validate_fraction
 from ..core.router import HybridRouter
 from ..core.verifier import AnswerVerifier
 from .data_io import RoutingData
 from .depth import DEFAULT_DEPTHS, select_depth
-from .evaluation import RoutingReport, evaluate_cascade, evaluate_scores, evaluate_with_references
+from .evaluation import RoutingReport, apgr_resampled, evaluate_cascade, evaluate_scores, evaluate_with_references
 from .labels import make_labels
 from .recipes import DEFAULT_RECIPE, RECIPES, HeadFitter, _folds, fit_logistic, fit_selection, run_recipe
 from .transfer import query_sources
-from .verifier import VerifierInputs, VerifierSelection, fit_candidate, predict, select_verifier, verifier_inputs
+from .verifier import (
+    ROUTE_ONLY,
+    VerifierInputs,
+    VerifierSelection,
+    beats_route_only,
+    fit_candidate,
+    predict,
+    select_verifier,
+    verifier_inputs,
+)
 
 __all__ = [
+    "DEFAULT_DELTA",
     "DEFAULT_MAX_QUALITY_DROP",
     "DEFAULT_RECIPE",
     "RECIPES",
@@ -50,6 +62,11 @@ class TrainResult:
     val_scores: np.ndarray | None = None
     #: the pre-refit verifier's scores of the validation queries' small answers (when the data has answers)
     val_verifier_scores: np.ndarray | None = None
+    #: what a user must hear: a router no better than random, a verifier not kept, a default that saves nothing
+    warnings: list[str] = field(default_factory=list)
+    #: the scores the calibration tables were certified on (out-of-fold over all queries when there were enough)
+    calibration_scores: np.ndarray | None = None
+    calibration_verifier_scores: np.ndarray | None = None
 
 
 def train_router(
@@ -66,6 +83,7 @@ def train_router(
     depths: Sequence[int | None] | None = DEFAULT_DEPTHS,
     verifier: bool = True,
     progress: bool = False,
+    delta: float = DEFAULT_DELTA,
 ) -> TrainResult:
     """Train on ``1 - val_fraction`` of the queries, calibrate and evaluate on the rest.
 
@@ -91,7 +109,16 @@ def train_router(
 
     Calibration: with ``refit`` (and at least :data:`MIN_OOF_QUERIES` queries) the tables come from 5-fold
     out-of-fold scores over all queries, then are carried onto the refitted head's (and verifier's) scores by rank
-    (:func:`same_ranks`); without ``refit``, from the validation split.
+    (:func:`same_ranks`); without ``refit``, from the validation split. The tables are certified at risk level
+    ``delta`` (:mod:`hybrid_router.core.certify`): ``max_quality_drop=d`` then promises an expected drop <= d on new
+    queries from the same distribution, with probability >= 1 - delta.
+
+    Honesty: the router's skill is measured on out-of-fold scores (paired bootstrap of APGR against random, stored
+    as ``info["skill"]``); a router that cannot be shown better than random is reported loudly (a warning, and
+    ``TrainResult.warnings``), and its certified thresholds then buy little. With answers, the verifier reads the
+    router's own score too and is kept only when it beats route-only on the validation rows by more than noise
+    (:func:`hybrid_router.train.verifier.beats_route_only`); otherwise it is route-only and the cascade degrades to
+    routing.
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
@@ -99,6 +126,7 @@ def train_router(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if default_max_quality_drop is not None:
         validate_fraction("default_max_quality_drop", default_max_quality_drop)
+    delta = check_delta(delta)
     train_idx, val_idx = data.split_indices(1.0 - val_fraction, seed=seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
     if len(train) < 2 or len(val) < 1:
@@ -142,9 +170,20 @@ def train_router(
     reports = evaluate_with_references(val_scores, small_q, large_q)
     emb_all = np.empty((len(data), emb_train.shape[1]), dtype=emb_train.dtype)
     emb_all[train_idx], emb_all[val_idx] = emb_train, emb_val  # each query is encoded once
-    answers = VerifierPlan.make(router, data, emb_all, train_idx, y, seed, progress) if verifier else None
-    val_verifier_scores = None
+    y_all = make_labels(data, labels, t=t_used)[0]
+    oof = _route_out_of_fold(fitted.refit, data, emb_all, y_all, seed)
+    notes: list[str] = []
+    answers = VerifierPlan.make(router, data, emb_all, train_idx, y, seed, progress, oof) if verifier else None
+    val_verifier_scores = verify_oof = None
     if answers is not None:
+        if oof is not None:
+            verify_oof = answers.out_of_fold(y_all)
+            answers.decide_keep(verify_oof, oof, data.mean_small(), data.mean_large(), seed)
+            if answers.selection.kept is False:
+                notes.append(f"verifier: {answers.selection.why}")
+                verify_oof = answers.out_of_fold(y_all)
+        else:
+            answers.decide_keep(None, None, small_q, large_q, seed)
         val_verifier_scores = predict(answers.fit(train_idx, y), answers.inputs.subset(val_idx))
         on_val = CascadeCalibration.fit(val_scores, val_verifier_scores, small_q, large_q)
         reports[-1:-1] = [
@@ -152,19 +191,78 @@ def train_router(
             evaluate_cascade("cascade", on_val, val_scores, val_verifier_scores, small_q, large_q),
         ]
         router.info["verifier"] = answers.selection.to_dict()
+    skill = router_skill(
+        oof if oof is not None else val_scores,
+        data.mean_small() if oof is not None else small_q,
+        data.mean_large() if oof is not None else large_q,
+        seed,
+        "out-of-fold, all queries" if oof is not None else "validation split",
+    )
+    router.info["skill"] = skill
+    if not skill["beats_random"]:
+        notes.insert(0, skill["verdict"])
     if refit:
-        y_all = make_labels(data, labels, t=t_used)[0]
-        _refit_and_calibrate(router, fitted.refit, answers, data, emb_all, y_all, seed)
+        cal_scores = _refit_and_calibrate(
+            router, fitted.refit, answers, data, emb_all, y_all, seed, oof, verify_oof, delta
+        )
     else:
-        _calibrate(router, val_scores, val_verifier_scores, small_q, large_q)
+        cal_scores = (val_scores, val_verifier_scores)
+        _calibrate(router, val_scores, val_verifier_scores, small_q, large_q, delta, seed)
         if answers is not None:
             router.verifier = answers.fit(train_idx, y)
     if default_max_quality_drop is not None:
-        router.default_threshold = router.calibration.threshold_for_max_quality_drop(default_max_quality_drop)
-        router.info["default_threshold_rule"] = f"calibrated: max_quality_drop={default_max_quality_drop:g}"
+        found = router.calibration.resolve_max_quality_drop(default_max_quality_drop)
+        router.default_threshold = found.threshold
+        router.info["default_threshold_rule"] = f"certified: max_quality_drop={default_max_quality_drop:g}"
+        if not found.certified:
+            smallest = "none" if found.smallest_certified is None else f"{found.smallest_certified:.3f}"
+            notes.append(
+                f"default threshold: max_quality_drop={default_max_quality_drop:g} cannot be certified with "
+                f"{router.calibration.n_queries} calibration queries at delta={delta:g}, so by default every call goes "
+                f"to the large model (smallest drop certified with any saving: {smallest})"
+            )
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     return TrainResult(
-        router, t_used, float(np.mean(y)), reports, len(train), len(val), val_scores, val_verifier_scores
+        router,
+        t_used,
+        float(np.mean(y)),
+        reports,
+        len(train),
+        len(val),
+        val_scores,
+        val_verifier_scores,
+        notes,
+        *cal_scores,
     )
+
+
+#: Skill is shown when the bootstrap lower bound of APGR at this confidence is above random's 0.5.
+SKILL_CONFIDENCE = 0.95
+
+
+def router_skill(scores: np.ndarray, small_q: np.ndarray, large_q: np.ndarray, seed: int, on: str) -> dict:
+    """Does the router rank better than random (APGR 0.5)? A bootstrap over queries of held-out APGR."""
+    scores, q_s, q_l = (np.asarray(a, np.float64) for a in (scores, small_q, large_q))
+    n = len(scores)
+    idx = np.random.default_rng(seed).integers(0, n, size=(1000, n))
+    apgr = float(apgr_resampled(scores, q_s, q_l)[0])
+    lower = float(np.quantile(apgr_resampled(scores[idx], q_s[idx], q_l[idx]), 1.0 - SKILL_CONFIDENCE))
+    beats = lower > 0.5
+    verdict = f"router skill: APGR {apgr:.3f} on {n} {on} scores, {SKILL_CONFIDENCE:.0%} lower bound {lower:.3f} " + (
+        "> 0.5 (random): it ranks better than random"
+        if beats
+        else "<= 0.5: NOT shown better than random; its thresholds route mostly by cost, not by what it learned"
+    )
+    return {
+        "apgr": round(apgr, 4),
+        "apgr_lower": round(lower, 4),
+        "confidence": SKILL_CONFIDENCE,
+        "n": n,
+        "on": on,
+        "beats_random": bool(beats),
+        "verdict": verdict,
+    }
 
 
 @dataclass
@@ -176,13 +274,39 @@ class VerifierPlan:
     seed: int
 
     @classmethod
-    def make(cls, router, data, query_emb, train_idx, y_train, seed, progress) -> "VerifierPlan | None":
-        """None when the data has no small-model answers."""
+    def make(
+        cls, router, data, query_emb, train_idx, y_train, seed, progress, route_scores=None
+    ) -> "VerifierPlan | None":
+        """None when the data has no small-model answers; ``route_scores`` (out of fold) enable stacking."""
         if data.small_answers is None:
             return None
         answer_emb = router.encoder.encode(data.small_answers, progress=progress)
-        inputs = verifier_inputs(data.queries, data.small_answers, query_emb, answer_emb)
+        inputs = verifier_inputs(data.queries, data.small_answers, query_emb, answer_emb, route_scores)
         return cls(inputs, select_verifier(inputs.subset(train_idx), y_train, seed), seed)
+
+    def decide_keep(self, verifier_scores, route_scores, small_q, large_q, seed) -> None:
+        """Keep the chosen verifier only when its out-of-fold scores beat the router's out-of-fold scores by more
+        than noise (:func:`beats_route_only`); else switch to route-only. (The candidates were compared on the
+        training split, 80% of these rows: the comparison inherits a small winner's curse, which the bootstrap's
+        noise allowance dwarfs.)"""
+        selection = self.selection
+        if selection.chosen == ROUTE_ONLY:
+            selection.kept, selection.why = False, "route-only was chosen by cross-validation: the cascade is routing"
+        elif verifier_scores is None or "route_score" not in self.inputs.blocks:
+            selection.kept = None
+            selection.why = f"not tested against route-only (fewer than {MIN_OOF_QUERIES} queries)"
+        else:
+            selection.kept, selection.why = beats_route_only(verifier_scores, route_scores, small_q, large_q, seed)
+            if not selection.kept:
+                self.selection = VerifierSelection(ROUTE_ONLY, selection.scores, False, selection.why)
+
+    def out_of_fold(self, labels: np.ndarray) -> np.ndarray:
+        """Scores of every query's answer by the chosen configuration fitted without the query's fold."""
+
+        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            return predict(self.fit(train, labels[train]), self.inputs.subset(test))
+
+        return _out_of_fold(len(labels), self.seed, fit_predict)
 
     def fit(self, index: np.ndarray, labels: np.ndarray) -> AnswerVerifier:
         """The chosen configuration fitted on the queries at ``index``."""
@@ -204,6 +328,21 @@ def _out_of_fold(n: int, seed: int, fit_predict: Callable[[np.ndarray, np.ndarra
     return out
 
 
+def _route_out_of_fold(
+    refit: HeadFitter, data: RoutingData, emb: np.ndarray, y: np.ndarray, seed: int
+) -> np.ndarray | None:
+    """Out-of-fold router scores of every query (None below :data:`MIN_OOF_QUERIES` or with one label)."""
+    queries = data.queries
+    if len(queries) < MIN_OOF_QUERIES or np.ptp(y) == 0:
+        return None
+
+    def head_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = refit(emb[train], [queries[i] for i in train], y[train], seed)
+        return np.clip(head.predict(emb[test], [queries[i] for i in test]), 0.0, 1.0)
+
+    return _out_of_fold(len(queries), seed, head_scores)
+
+
 def _refit_and_calibrate(
     router: HybridRouter,
     refit: HeadFitter,
@@ -212,44 +351,39 @@ def _refit_and_calibrate(
     emb: np.ndarray,
     y: np.ndarray,
     seed: int,
-) -> None:
-    """Refit the head (and verifier) on all queries; calibrate on out-of-fold scores of all queries.
+    oof: np.ndarray | None,
+    verify_oof: np.ndarray | None,
+    delta: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Refit the head (and verifier) on all queries; calibrate on out-of-fold scores of all queries (returned).
 
     Out-of-fold scores cover every query, not only the validation split, so the tables (and the cascade's 2-D
     frontier) are estimated on 5x more rows; they are then carried onto the refitted models' scores by rank.
     """
     queries = data.queries
     n = len(queries)
-
-    def head_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        head = refit(emb[train], [queries[i] for i in train], y[train], seed)
-        return np.clip(head.predict(emb[test], [queries[i] for i in test]), 0.0, 1.0)
-
-    def verifier_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        return predict(answers.fit(train, y[train]), answers.inputs.subset(test))
-
-    use_oof = n >= MIN_OOF_QUERIES and np.ptp(y) > 0
     router.head = refit(emb, queries, y, seed)
-    router.info.update(n_train=n, refit_on_all=True, calibration="out-of-fold" if use_oof else "refit scores")
+    router.info.update(n_train=n, refit_on_all=True, calibration="out-of-fold" if oof is not None else "refit scores")
     now = router.score_embeddings(emb, queries)
-    route_cal = _out_of_fold(n, seed, head_scores) if use_oof else now
+    route_cal = now if oof is None else oof
     verify_now = verify_cal = None
     if answers is not None:
         router.verifier = answers.fit(np.arange(n), y)
         verify_now = predict(router.verifier, answers.inputs)
-        verify_cal = _out_of_fold(n, seed, verifier_scores) if use_oof else verify_now
-    _calibrate(router, route_cal, verify_cal, data.mean_small(), data.mean_large())
+        verify_cal = verify_now if verify_oof is None else verify_oof
+    _calibrate(router, route_cal, verify_cal, data.mean_small(), data.mean_large(), delta, seed)
     router.calibration.thresholds = same_ranks(router.calibration.thresholds, route_cal, now)
     if router.cascade is not None:
         router.cascade.route_thresholds = same_ranks(router.cascade.route_thresholds, route_cal, now)
         router.cascade.verify_thresholds = same_ranks(router.cascade.verify_thresholds, verify_cal, verify_now)
+    return route_cal, verify_cal
 
 
-def _calibrate(router: HybridRouter, route_scores, verify_scores, small_q, large_q) -> None:
-    """The router's calibration table (and the cascade's, given verifier scores) from labelled scores."""
-    router.calibration = Calibration.fit(route_scores, small_q, large_q)
+def _calibrate(router: HybridRouter, route_scores, verify_scores, small_q, large_q, delta, seed) -> None:
+    """The router's certified calibration table (and the cascade's, given verifier scores) from labelled scores."""
+    router.calibration = Calibration.fit(route_scores, small_q, large_q, delta=delta, seed=seed)
     if verify_scores is not None:
-        router.cascade = CascadeCalibration.fit(route_scores, verify_scores, small_q, large_q)
+        router.cascade = CascadeCalibration.fit(route_scores, verify_scores, small_q, large_q, delta=delta, seed=seed)
 
 
 def same_ranks(thresholds: np.ndarray, old_scores: np.ndarray, new_scores: np.ndarray) -> np.ndarray:
@@ -259,10 +393,12 @@ def same_ranks(thresholds: np.ndarray, old_scores: np.ndarray, new_scores: np.nd
     head refitted on all data scores the same queries in the same order, but its scale and intercept move (more
     data, the same regularisation), so a raw threshold would no longer send the calibrated share of calls large.
     A threshold that had k of the old scores below it becomes the k-th smallest new score (0 stays 0; one above
-    every old score stays above every new one).
+    every old score stays above every new one; 1 and above, which send every call large, stay as they are).
     """
     old, new = np.sort(np.asarray(old_scores, np.float64)), np.sort(np.asarray(new_scores, np.float64))
-    below = np.searchsorted(old, np.asarray(thresholds, np.float64), side="left")
+    thresholds = np.asarray(thresholds, np.float64)
+    below = np.searchsorted(old, thresholds, side="left")
     above_all = min(float(np.nextafter(new[-1], np.inf)), 1.0)
     mapped = np.where(below < len(new), new[np.minimum(below, len(new) - 1)], above_all)
-    return np.where(np.asarray(thresholds) <= 0.0, 0.0, np.maximum(mapped, np.nextafter(0.0, 1.0)))
+    mapped = np.where(thresholds <= 0.0, 0.0, np.maximum(mapped, np.nextafter(0.0, 1.0)))
+    return np.where(thresholds >= 1.0, thresholds, mapped)
