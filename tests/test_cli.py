@@ -32,7 +32,8 @@ def test_train_then_eval(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "t* =" in printed and "APGR" in printed and "saved router" in printed
-    assert "(calibrated: max_quality_drop=0.05 on the validation split)" in printed
+    assert "(certified: max_quality_drop=0.05, delta=0.1, on 60 out-of-fold calibration queries)" in printed
+    assert "router skill: APGR" in printed
     router = HybridRouter.load(out)
     assert router.label_mode == "trans" and router.calibration is not None
     assert router.default_threshold == router.calibration.threshold_for_max_quality_drop(0.05)

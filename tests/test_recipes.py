@@ -210,7 +210,7 @@ def test_train_router_with_the_default_recipe_on_real_embeddings(tmp_path):
     assert router.info["n_train"] == len(data) and router.calibration is not None
     # the default threshold is the calibrated one for a 1% quality drop, not a fixed 0.5
     assert router.default_threshold == router.calibration.threshold_for_max_quality_drop(0.01)
-    assert router.info["default_threshold_rule"] == "calibrated: max_quality_drop=0.01"
+    assert router.info["default_threshold_rule"] == "certified: max_quality_drop=0.01"
     easy, hard = router.score("What is the capital of France?"), router.score(HARD[1])
     assert easy > 0.5 > hard
     reloaded = HybridRouter.load(router.save(tmp_path / "r"))

@@ -12,7 +12,7 @@ from .engine_options import add_engine_arguments, engine_from_args
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
-    from ..train.training import DEFAULT_MAX_QUALITY_DROP, DEFAULT_RECIPE, RECIPES
+    from ..train.training import DEFAULT_DELTA, DEFAULT_MAX_QUALITY_DROP, DEFAULT_RECIPE, RECIPES
 
     p = sub.add_parser(
         "train",
@@ -43,8 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--default-max-drop",
         type=float,
         default=DEFAULT_MAX_QUALITY_DROP,
-        help="the router's default threshold is the calibrated one for this quality drop "
+        help="the router's default threshold is the certified one for this quality drop "
         f"(default: {DEFAULT_MAX_QUALITY_DROP:g}, i.e. 1%%)",
+    )
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=DEFAULT_DELTA,
+        help="risk level of the certified thresholds: a promised drop or large share fails with probability at "
+        f"most this (default: {DEFAULT_DELTA:g})",
     )
     p.add_argument(
         "--no-verifier",
@@ -58,6 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; prints t*, sizes and validation metrics."""
+    import warnings
+
     from ..core.encoder import Encoder
     from ..core.engine_encoder import engine_encoder
     from ..train.training import train_router
@@ -70,18 +79,21 @@ def run(args: argparse.Namespace) -> int:
         encoder = engine_encoder(engine, args.encoder, layers=args.encoder_layers) or (
             args.encoder if args.encoder_layers is None else Encoder(args.encoder, layers=args.encoder_layers)
         )
-        result = train_router(
-            data,
-            labels=args.labels,
-            relaxation=args.relaxation,
-            recipe=args.recipe,
-            encoder=encoder,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            default_max_quality_drop=args.default_max_drop,
-            verifier=not args.no_verifier,
-            progress=True,
-        )
+        with warnings.catch_warnings():  # train's warnings are printed below, once, in their place
+            warnings.simplefilter("ignore", UserWarning)
+            result = train_router(
+                data,
+                labels=args.labels,
+                relaxation=args.relaxation,
+                recipe=args.recipe,
+                encoder=encoder,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                default_max_quality_drop=args.default_max_drop,
+                verifier=not args.no_verifier,
+                progress=True,
+                delta=args.delta,
+            )
     if args.labels == "trans":
         print(f"t* = {result.relaxation:g}")
     print(
@@ -92,15 +104,20 @@ def run(args: argparse.Namespace) -> int:
         f"recipe {args.recipe}: {result.router.info.get('selection', {}).get('chosen', args.recipe)}, encoder "
         f"layers: {result.router.encoder_layers or 'all'}"
     )
+    print(result.router.info["skill"]["verdict"])
     if result.router.verifier is not None:
-        print(f"answer verifier: {result.router.info['verifier']['chosen']} (strategy='cascade' can use it)")
+        verifier = result.router.info["verifier"]
+        print(f"answer verifier: {verifier['chosen']} (strategy='cascade' can use it); {verifier.get('why', '')}")
     elif data.small_answers is None:
         print("no small_answer column: no answer verifier (the cascade strategy needs one)")
     print(format_table([r.row() for r in result.validation]))
+    calibration = result.router.calibration
     print(
-        f"default threshold {result.router.default_threshold:.3f} "
-        f"({result.router.info['default_threshold_rule']} on the validation split)"
+        f"default threshold {result.router.default_threshold:.3f} ({result.router.info['default_threshold_rule']}, "
+        f"delta={args.delta:g}, on {calibration.n_queries} out-of-fold calibration queries)"
     )
+    for note in result.warnings:
+        print(f"WARNING: {note}")
     result.router.save(args.out)
     print(f"saved router to {args.out}")
     return 0
