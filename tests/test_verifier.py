@@ -155,3 +155,40 @@ def test_the_refitted_router_sends_the_calibrated_share_large(trained, gsm8k_ans
     share = float(np.mean(router.score_texts(rows.queries) < router.default_threshold))
     calibrated = router.calibration.large_share[router.calibration.thresholds == router.default_threshold][0]
     assert share == pytest.approx(calibrated, abs=1e-9)
+
+
+def test_a_verifier_that_cannot_beat_the_router_degrades_the_cascade_to_routing(gsm8k_answers):
+    """Answers that belong to other queries carry no signal about these: the verifier is not kept, it becomes the
+    router's score alone, train says so, and a cascade on it is routing (no answer is ever escalated)."""
+    import dataclasses
+
+    rows = gsm8k_answers.subset(np.arange(300))
+    rolled = rows.small_answers[150:] + rows.small_answers[:150]
+    noise = dataclasses.replace(rows, small_answers=rolled)
+    with pytest.warns(UserWarning, match="not better than route-only"):
+        result = train_router(noise, encoder=Encoder(layers=3), depths=None, seed=0)
+    router = result.router
+    assert router.verifier.inputs == ("route_score",)
+    assert router.info["verifier"]["kept_over_route_only"] is False
+    assert any("not better than route-only" in w for w in result.warnings)
+    # the verifier ranks exactly as the router does
+    texts, answers = rows.queries[:40], rows.small_answers[:40]
+    route = router.score_batch(texts)
+    verified = router.score_answer_batch(texts, answers)
+    assert np.array_equal(np.argsort(route, kind="stable"), np.argsort(verified, kind="stable"))
+
+
+def test_train_says_loudly_when_the_router_is_no_better_than_random(gsm8k_answers):
+    import dataclasses
+
+    rows = gsm8k_answers.subset(np.arange(200))
+    perm = np.random.default_rng(0).permutation(len(rows))
+    shuffled = dataclasses.replace(
+        rows,
+        small_scores=[rows.small_scores[i] for i in perm],
+        large_scores=[rows.large_scores[i] for i in perm],
+    )
+    with pytest.warns(UserWarning, match="NOT shown better than random"):
+        result = train_router(shuffled, encoder=Encoder(layers=3), depths=None, seed=0, verifier=False)
+    skill = result.router.info["skill"]
+    assert skill["beats_random"] is False and skill["apgr_lower"] <= 0.5 and skill["n"] == 200

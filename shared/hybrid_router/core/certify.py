@@ -104,20 +104,25 @@ class Certificate:
 
     delta: float
     n: int
-    large_quality_lcb: float
+    large_quality_lcb: float | None
     method: str = METHOD
+    #: what ``n`` counts: calibration queries, or whole workloads (see :func:`workload_bounds`)
+    unit: str = "queries"
 
     def to_dict(self) -> dict:
-        return {
-            "delta": self.delta,
-            "n": self.n,
-            "large_quality_lcb": round(self.large_quality_lcb, 6),
-            "method": self.method,
-        }
+        lcb = None if self.large_quality_lcb is None else round(self.large_quality_lcb, 6)
+        return {"delta": self.delta, "n": self.n, "unit": self.unit, "large_quality_lcb": lcb, "method": self.method}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Certificate":
-        return cls(check_delta(d["delta"]), int(d["n"]), float(d["large_quality_lcb"]), str(d.get("method", METHOD)))
+        lcb = d.get("large_quality_lcb")
+        return cls(
+            check_delta(d["delta"]),
+            int(d["n"]),
+            None if lcb is None else float(lcb),
+            str(d.get("method", METHOD)),
+            str(d.get("unit", "queries")),
+        )
 
 
 def drop_and_share_bounds(
@@ -154,6 +159,32 @@ def drop_and_share_bounds(
     drop = np.where(all_large, 0.0, drop)
     share = np.where(all_large, 1.0, np.where(none_large, 0.0, share))
     return drop, share, Certificate(delta, n, q_lcb)
+
+
+WORKLOAD_METHOD = "split conformal over workloads: at most k of m left-out workloads exceed the target"
+
+
+def workload_bounds(drops: np.ndarray, shares: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray, Certificate]:
+    """Bounds that hold on a new *workload*, from a router's measured drop and share on ``m`` workloads it never saw.
+
+    ``drops[s, j]`` and ``shares[s, j]`` are the realised drop and large share of threshold ``j`` (ascending) on
+    workload ``s``. Each workload's drop is first walked down from the safe end (its "critical threshold" for any
+    ``d`` is then where its walked drop crosses ``d``); the bound of threshold ``j`` is the ``(k+1)``-th largest
+    walked drop over workloads, with the largest ``k`` such that ``(k + 1) / (m + 1) <= delta``. For a new workload
+    exchangeable with these, P[its realised drop at the chosen threshold > d] <= (k + 1) / (m + 1) (split conformal
+    prediction over workloads), the ``delta`` the certificate states. The same for shares, walked up.
+    """
+    drops, shares = np.atleast_2d(np.asarray(drops, np.float64)), np.atleast_2d(np.asarray(shares, np.float64))
+    m = drops.shape[0]
+    k = int(np.floor(delta * (m + 1))) - 1
+    if k < 0:
+        raise ValueError(f"{m} workloads cannot certify delta={delta:g}: need at least {int(np.ceil(1 / delta)) - 1}")
+    walked_drop = np.maximum.accumulate(drops[:, ::-1], axis=1)[:, ::-1]
+    walked_share = np.maximum.accumulate(shares, axis=1)
+    drop = -np.sort(-walked_drop, axis=0)[k]
+    share = -np.sort(-walked_share, axis=0)[k]
+    achieved = (k + 1) / (m + 1)
+    return drop, share, Certificate(achieved, m, None, f"{WORKLOAD_METHOD} (k={k}, m={m})", "workloads")
 
 
 def walk_from(bounds: np.ndarray, start: str) -> np.ndarray:

@@ -284,8 +284,8 @@ class HybridRouter:
             smallest = "no drop" if found.smallest_certified is None else f"{found.smallest_certified:.3f}"
             message = (
                 f"max_quality_drop={value:g} ({strategy}) cannot be certified with this router's calibration data "
-                f"(n={cert.n}, delta={cert.delta:g}): every call goes to the large model; the smallest drop it can "
-                f"certify with some calls answered small is {smallest}"
+                f"(n={cert.n} {cert.unit}, delta={cert.delta:g}): every call goes to the large model; the smallest "
+                f"drop it can certify with some calls answered small is {smallest}"
             )
         warnings.warn(message, UncertifiedWarning, stacklevel=4)
 
