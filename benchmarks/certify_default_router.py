@@ -4,14 +4,16 @@ The shipped default was trained on the three RouteLLM sets (Mixtral-8x7B vs GPT-
 puts it in front of *their* workload and *their* two models. What can ``max_quality_drop=d`` promise there? This
 script scores every row of the permissively licensed tables in ``../shared/data/routing`` (read for measurement,
 never shipped) with the shipped router, one workload per (table, source): the 11 LLMRouter tasks (Mistral-7B vs
-Nemotron-51B), the 14 MMLU-Pro categories (Llama-3.1 8B vs 70B; questions the router was trained on, as MMLU
-questions, are dropped) and the 4 M-IFEval languages of each of its two model pairs: 33 workloads.
+Nemotron-51B), the MMLU-Pro categories (Llama-3.1 8B vs 70B; questions the router was trained on, as MMLU
+questions, are dropped, and with them whole categories that come from MMLU) and the 4 M-IFEval languages of each
+of its two model pairs; workloads of fewer than 100 queries are left out.
 
 For each threshold of a grid, it measures every workload's realised quality drop and large-call share, and stores
 in the router's calibration table the bounds of :func:`hybrid_router.core.certify.workload_bounds`: for a new
-workload exchangeable with these 33, the chosen threshold's realised drop exceeds ``d`` with probability at most
-(k + 1) / 34 (k = 2: 0.088 <= delta = 0.1). A leave-one-workload-out check prints how often the promise failed on
-the workload left out.
+workload exchangeable with these m, the chosen threshold's realised drop exceeds ``d`` with probability at most
+(k + 1) / (m + 1) <= delta = 0.1. A leave-one-workload-out check prints how often the promise failed on the
+workload left out. With ``--write``, the table and the default threshold (the certified one for a 1% drop) go
+into the shipped ``router.json``.
 
 Usage: python benchmarks/certify_default_router.py [--write]   (``--write`` updates the shipped router.json)
 """
@@ -43,6 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "routing"
 FOLDER = ROOT / "shared" / "hybrid_router" / "core" / "default_router"
 DELTA = 0.1
+#: A workload with fewer queries is left out: its realised drop would be mostly noise.
+MIN_WORKLOAD_QUERIES = 100
+#: The shipped default's default threshold is the certified one for this drop.
+DEFAULT_DROP = 0.01
 TABLES = (
     "llmrouter_mistral7b_vs_nemotron51b.csv",
     "mmlupro_llama3.1-8b_vs_70b.csv",
@@ -73,8 +79,9 @@ def workloads() -> list[tuple[str, list[str], np.ndarray, np.ndarray]]:
                 for i in np.nonzero(sources == source)[0]
                 if not table.startswith("mmlupro") or stem(data.queries[i]) not in seen
             ]
-            sub = data.subset(idx)
-            out.append((f"{source} ({pair})", sub.queries, sub.mean_small(), sub.mean_large()))
+            if len(idx) >= MIN_WORKLOAD_QUERIES:
+                sub = data.subset(idx)
+                out.append((f"{source} ({pair})", sub.queries, sub.mean_small(), sub.mean_large()))
     return out
 
 
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         config = json.loads((FOLDER / CONFIG_FILE).read_text())
         config["format_version"] = FORMAT_VERSION
         config["calibration"] = certified.to_dict()
+        config["default_threshold"] = round(certified.resolve_max_quality_drop(DEFAULT_DROP).threshold, 7)
+        config["info"]["default_threshold_rule"] = f"certified on unseen workloads: max_quality_drop={DEFAULT_DROP:g}"
         config["info"]["calibration"] = (
             f"certified on {len(scored)} workloads it was not trained on ({cert.method}); "
             "rebuild: python benchmarks/certify_default_router.py --write"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 import time
 import warnings
@@ -76,11 +77,21 @@ def encoder() -> CachedEncoder:
     return CachedEncoder(cache_dir=ROOT / "scratch" / "guarantees" / "emb", layers=3)
 
 
-def cross_fitted(data: RoutingData, answers: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every row's score by models that did not train on it (train_router's out-of-fold calibration scores)."""
+def cross_fitted(name: str, data: RoutingData, answers: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every row's score by models that did not train on it (train_router's out-of-fold calibration scores);
+    cached under ``scratch/guarantees/scores`` (delete the folder after changing training)."""
+    cache = ROOT / "scratch" / "guarantees" / "scores" / (re.sub(r"\W+", "_", name) + f"_{len(data)}.npz")
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["route"], saved["verify"] if "verify" in saved else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = train_router(data, recipe="logistic", encoder=encoder(), depths=None, verifier=answers, seed=0)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"route": result.calibration_scores}
+    if result.calibration_verifier_scores is not None:
+        arrays["verify"] = result.calibration_verifier_scores
+    np.savez(cache, **arrays)
     return result.calibration_scores, result.calibration_verifier_scores
 
 
@@ -98,7 +109,7 @@ def calibration_part(splits: int, quick: bool) -> None:
         data = load_routing_data(path)
         if quick and len(data) > 3000:
             data = data.subset(np.random.default_rng(0).permutation(len(data))[:3000])
-        s_r, s_v = cross_fitted(data, has_answers)
+        s_r, s_v = cross_fitted(name, data, has_answers)
         q_s, q_l = data.mean_small(), data.mean_large()
         n = len(data)
         out: dict[tuple[str, str, float], list[tuple[float, float]]] = {}
@@ -149,12 +160,15 @@ def _sources(path: Path) -> list[str]:
 def verifier_part() -> None:
     """Leave-one-source-out: verifier vs route-only APGR on the left-out source of each answer-file pair."""
     groups = []
-    gsm, mt = load_routing_data(shipped_path("routellm_gsm8k_answers")), load_routing_data(
-        shipped_path("routellm_mtbench_t1_answers")
+    gsm, mt = (
+        load_routing_data(shipped_path("routellm_gsm8k_answers")),
+        load_routing_data(shipped_path("routellm_mtbench_t1_answers")),
     )
     groups.append(("mixtral->gpt4", {"gsm8k": gsm, "mtbench": mt}))
-    for label, file in (("mistral->gpt4o", "mifeval_mistral7b_vs_gpt4o_answers.csv"),
-                        ("qwen1.5b->32b", "mifeval_qwen2.5-1.5b_vs_32b_answers.csv")):
+    for label, file in (
+        ("mistral->gpt4o", "mifeval_mistral7b_vs_gpt4o_answers.csv"),
+        ("qwen1.5b->32b", "mifeval_qwen2.5-1.5b_vs_32b_answers.csv"),
+    ):
         if not (DATA / file).exists():
             continue
         data, sources = load_routing_data(DATA / file), np.array(_sources(DATA / file))
@@ -220,8 +234,12 @@ def promotion_part(draws: int) -> None:
         wrong = right = 0
         for _ in range(draws):
             idx = rng.choice(len(clean), size, replace=False)
-            wrong += promotion_test(clean[idx], blurred[idx], q_s[idx], q_l[idx], seed=int(rng.integers(1 << 30))).better
-            right += promotion_test(blurred[idx], clean[idx], q_s[idx], q_l[idx], seed=int(rng.integers(1 << 30))).better
+            wrong += promotion_test(
+                clean[idx], blurred[idx], q_s[idx], q_l[idx], seed=int(rng.integers(1 << 30))
+            ).better
+            right += promotion_test(
+                blurred[idx], clean[idx], q_s[idx], q_l[idx], seed=int(rng.integers(1 << 30))
+            ).better
         rows.append(
             {
                 "held-out queries": str(size),
