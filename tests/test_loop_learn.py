@@ -25,10 +25,10 @@ from hybrid_router.loop.learn import (
     record_path,
     split_by_query,
 )
-from hybrid_router.loop.promotion import COST_TOLERANCE, apgr, cost_check, promotion_test
+from hybrid_router.loop.promotion import COST_TOLERANCE, cost_check, promotion_test
 from hybrid_router.loop.replay import replay_data
 from hybrid_router.traffic.routing_log import LogFileError, RoutingLog
-from hybrid_router.train.evaluation import evaluate_scores
+from hybrid_router.train.evaluation import apgr_resampled, evaluate_scores
 from hybrid_router.train.training import train_router
 
 FAST = dict(encoder=Encoder(layers=3), depths=None)
@@ -288,7 +288,12 @@ def test_vectorised_apgr_equals_evaluate_scores():
     for n, seed in ((5, 0), (37, 1), (300, 2)):
         small, large, router = _synthetic(n, seed)
         scores = np.round(router(1.0), 1)  # ties included
-        assert apgr(scores, small, large) == pytest.approx(evaluate_scores("r", scores, small, large).apgr, abs=1e-12)
+        expected = evaluate_scores("r", scores, small, large).apgr
+        assert apgr_resampled(scores, small, large)[0] == pytest.approx(expected, abs=1e-12)
+        # rows of a batch are independent; a row with no large-vs-small gap is 1.0, as in evaluate_scores
+        rows = apgr_resampled(np.stack([scores, scores]), np.stack([small, large]), np.stack([large, large]))
+        assert rows[0] == pytest.approx(expected, abs=1e-12) and rows[1] == 1.0
+        assert evaluate_scores("flat", scores, large, large).apgr == pytest.approx(1.0)
 
 
 def test_cost_check_at_the_base_operating_point():

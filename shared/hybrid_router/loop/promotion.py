@@ -2,7 +2,8 @@
 
 :func:`promotion_test` is a paired percentile bootstrap of the APGR difference: the held-out queries are resampled
 with replacement ``n_boot`` times, both routers' APGR is recomputed on each resample (the same queries for both:
-the pairing removes the query-to-query variance the two share), and the new router is ``better`` only when the
+the pairing removes the query-to-query variance the two share; APGR as ``evaluate_scores`` computes it, through
+:func:`hybrid_router.train.evaluation.apgr_of_sorted_gains`), and the new router is ``better`` only when the
 one-sided lower confidence bound of ``APGR_new - APGR_base`` at ``confidence`` is above ``min_gain``.
 
 Calibration (a simulation on the shipped labels, GSM8K plus 1,700 MMLU queries, with routers whose scores are the
@@ -28,13 +29,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..train.evaluation import quality_curve
+from ..train.evaluation import NO_GAP, apgr_of_sorted_gains, quality_curve
 
 #: The new router may need this much larger a share of large calls than the base at the base's operating point
 #: (2 percentage points of the held-out calls) and still pass :func:`cost_check`.
 COST_TOLERANCE = 0.02
 
-_GAP_EPS = 1e-12  # the same "no gap" rule as hybrid_router.train.evaluation.report_from_curve
 _CHUNK = 2_000_000  # resampled entries per block (bounded memory on large holdouts)
 
 
@@ -46,28 +46,6 @@ def _as_arrays(*arrays) -> list[np.ndarray]:
     if not all(np.all(np.isfinite(a)) for a in out):
         raise ValueError("scores and qualities must be finite")
     return out
-
-
-def apgr_of_sorted(gain_sorted: np.ndarray) -> np.ndarray:
-    """APGR of rows of per-query gains ``large_q - small_q`` in the router's order (lowest score first).
-
-    The closed form of :func:`hybrid_router.train.evaluation.evaluate_scores`' trapezoid: with ``G_k`` the sum of
-    the first ``k`` gains and ``D = G_n``, ``APGR = sum_k G_k / (n D) - 1 / (2n)``; 1 where the mean gain is 0.
-    """
-    gain_sorted = np.atleast_2d(gain_sorted)
-    n = gain_sorted.shape[-1]
-    total = gain_sorted.sum(axis=-1)
-    weighted = gain_sorted @ np.arange(n, 0, -1, dtype=np.float64)  # sum_k G_k = sum_j (n - j) g_(j), j from 0
-    ok = np.abs(total / n) > _GAP_EPS
-    out = np.ones(len(total))
-    out[ok] = weighted[ok] / (n * total[ok]) - 1.0 / (2 * n)
-    return out
-
-
-def apgr(scores, small_q, large_q) -> float:
-    """APGR of one router (equal to ``evaluate_scores(...).apgr``, without the rest of the report)."""
-    scores, small_q, large_q = _as_arrays(scores, small_q, large_q)
-    return float(apgr_of_sorted((large_q - small_q)[np.argsort(scores, kind="stable")])[0])
 
 
 @dataclass(frozen=True)
@@ -136,7 +114,7 @@ def promotion_test(
         rank[order] = np.arange(n)
         orders.append(order)
         ranks.append(rank)
-    base_apgr, new_apgr = (float(apgr_of_sorted(gain[o])[0]) for o in orders)
+    base_apgr, new_apgr = (float(apgr_of_sorted_gains(gain[o])[0]) for o in orders)
     observed = new_apgr - base_apgr
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
@@ -144,13 +122,13 @@ def promotion_test(
     for start in range(0, n_boot, block):
         idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
         # a resample in a router's order: its queries sorted by their rank in the full holdout (stable ties)
-        per_router = [apgr_of_sorted(gain[o[np.sort(r[idx], axis=1)]]) for o, r in zip(orders, ranks)]
+        per_router = [apgr_of_sorted_gains(gain[o[np.sort(r[idx], axis=1)]]) for o, r in zip(orders, ranks)]
         diffs[start : start + len(idx)] = per_router[1] - per_router[0]
     lower = float(np.quantile(diffs, 1.0 - confidence))
     p_value = float((1 + np.sum(diffs <= min_gain)) / (n_boot + 1))
     note = ""
     better = lower > min_gain
-    if not np.mean(gain) > _GAP_EPS:
+    if not np.mean(gain) > NO_GAP:
         note = "the large model is not better than the small one on these queries: APGR cannot rank routers"
         better = False
     return PromotionTest(n, base_apgr, new_apgr, observed, lower, confidence, min_gain, p_value, n_boot, better, note)
