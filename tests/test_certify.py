@@ -150,3 +150,17 @@ def test_an_uncertified_old_table_says_it_promises_nothing():
     router = _router(Calibration.fit(s_r, q_s, q_l))
     with pytest.warns(UncertifiedWarning, match="not certified"):
         router.threshold_for(RoutingOptions(max_quality_drop=0.05))
+
+
+def test_the_shipped_default_is_certified_on_workloads_it_never_saw():
+    router = HybridRouter.default()
+    table = router.calibration
+    assert table.certified and table.certificate.unit == "workloads" and table.certificate.delta <= 0.1
+    assert table.certificate.n >= 20  # workloads
+    found = table.resolve_max_quality_drop(0.01)
+    assert found.certified and router.default_threshold == pytest.approx(found.threshold, abs=1e-6)
+    # a promise across workloads costs more large calls than the in-domain measurement suggested
+    assert table.resolve_max_quality_drop(0.05).large_share > 0.9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncertifiedWarning)  # certified targets do not warn
+        router.threshold_for(RoutingOptions(max_quality_drop=0.05))
