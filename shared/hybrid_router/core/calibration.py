@@ -143,30 +143,40 @@ class Calibration:
             "quality_drop": [round(float(x), 6) for x in self.quality_drop],
             "n_queries": self.n_queries,
         }
-        if self.certified:
-            out["drop_bound"] = [ceil6(x) for x in self.drop_bound]
-            out["share_bound"] = [ceil6(x) for x in self.share_bound]
-            out["certificate"] = self.certificate.to_dict()
-        return out
+        return out | bounds_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
         """Inverse of :meth:`to_dict`."""
-        keys = ["thresholds", "large_share", "quality_drop"]
-        certified = d.get("drop_bound") is not None
-        keys += ["drop_bound", "share_bound"] if certified else []
-        arrays = [np.asarray(d[k], dtype=np.float64) for k in keys]
-        if not arrays[0].ndim == 1 or len(arrays[0]) == 0 or any(a.shape != arrays[0].shape for a in arrays):
-            raise ValueError("calibration table arrays are empty or of different lengths")
-        if not all(np.isfinite(a).all() for a in arrays):
-            raise ValueError("calibration table has non-finite values")
-        table = cls(*arrays[:3], n_queries=int(d.get("n_queries", 0)))
-        if certified:
-            table.drop_bound, table.share_bound = arrays[3], arrays[4]
-            table.certificate = Certificate.from_dict(d["certificate"])
-        return table
+        arrays, bounds = read_table(d, ["thresholds", "large_share", "quality_drop"], "calibration table")
+        return cls(*arrays, int(d.get("n_queries", 0)), *bounds)
 
 
-def ceil6(x: float) -> float | None:
+def ceil6(x: float) -> float:
     """A bound rounded up at 6 decimals (never below the computed one); inf (nothing certified) as 1e9."""
     return float(np.ceil(x * 1e6) / 1e6) if np.isfinite(x) else 1e9
+
+
+def bounds_to_dict(table) -> dict:
+    """The JSON-able bounds and certificate of a certified table (route or cascade); {} for an uncertified one."""
+    if not table.certified:
+        return {}
+    return {
+        "drop_bound": [ceil6(x) for x in table.drop_bound],
+        "share_bound": [ceil6(x) for x in table.share_bound],
+        "certificate": table.certificate.to_dict(),
+    }
+
+
+def read_table(d: dict, keys: list[str], what: str) -> tuple[list[np.ndarray], tuple]:
+    """A stored table's ``keys`` arrays, and (drop_bound, share_bound, certificate) or () when uncertified; a
+    ValueError naming ``what`` for a malformed one."""
+    certified = d.get("drop_bound") is not None
+    arrays = [np.asarray(d[k], dtype=np.float64) for k in keys + (["drop_bound", "share_bound"] if certified else [])]
+    if not arrays[0].ndim == 1 or len(arrays[0]) == 0 or any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"{what} arrays are empty or of different lengths")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError(f"{what} has non-finite values")
+    if not certified:
+        return arrays, ()
+    return arrays[: len(keys)], (*arrays[len(keys) :], Certificate.from_dict(d["certificate"]))

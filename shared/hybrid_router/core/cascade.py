@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import Resolved, ceil6
+from .calibration import Resolved, bounds_to_dict, read_table
 from .certify import Certificate, drop_and_share_bounds, walk_from
 
 #: Threshold grids are this many score quantiles (plus 0 and a value above 1).
@@ -249,25 +249,11 @@ class CascadeCalibration:
             "quality_drop": [round(float(x), 6) for x in self.quality_drop],
             "n_queries": self.n_queries,
         }
-        if self.certified:
-            out["drop_bound"] = [ceil6(x) for x in self.drop_bound]
-            out["share_bound"] = [ceil6(x) for x in self.share_bound]
-            out["certificate"] = self.certificate.to_dict()
-        return out
+        return out | bounds_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "CascadeCalibration":
         """Inverse of :meth:`to_dict`; ValueError for a malformed table."""
         keys = ["route_thresholds", "verify_thresholds", "large_share", "small_share", "quality_drop"]
-        certified = d.get("drop_bound") is not None
-        keys += ["drop_bound", "share_bound"] if certified else []
-        arrays = [np.asarray(d[k], dtype=np.float64) for k in keys]
-        if not arrays[0].ndim == 1 or len(arrays[0]) == 0 or any(a.shape != arrays[0].shape for a in arrays):
-            raise ValueError("cascade calibration arrays are empty or of different lengths")
-        if not all(np.isfinite(a).all() for a in arrays):
-            raise ValueError("cascade calibration has non-finite values")
-        table = cls(*arrays[:5], n_queries=int(d.get("n_queries", 0)))
-        if certified:
-            table.drop_bound, table.share_bound = arrays[5], arrays[6]
-            table.certificate = Certificate.from_dict(d["certificate"])
-        return table
+        arrays, bounds = read_table(d, keys, "cascade calibration")
+        return cls(*arrays, int(d.get("n_queries", 0)), *bounds)
