@@ -116,8 +116,10 @@ class HybridChatModel(BaseChatModel):
     """Optional routing log: every answered call is appended (off the request path), with shadow answers."""
     pin_runs: bool = True
     """Keep one model for every call of one agent run (``create_agent``, LangGraph's ReAct agent): the model that
-    answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). A call kwarg option or a
-    forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning` for the run key."""
+    answered the run's first call answers the rest (``threshold_source`` ``"pinned:..."``). With ``strategy="cascade"``
+    a run pinned to the small model is still verified on every call, and an escalation re-pins it to the large one.
+    A call kwarg option or a forced ``hybrid_route`` still decides its own call. See :mod:`langchain_hybrid.pinning`
+    for the run key."""
     sticky_sessions: bool = False
     """Escalate-only multi-turn policy: within a session (LangGraph's ``configurable.thread_id``, or ``thread_id`` /
     ``session_id`` in the config's metadata), once a turn was answered by ``large``, later turns go to ``large``
@@ -517,7 +519,8 @@ class HybridChatModel(BaseChatModel):
         return None if session is None else ("session", str(session))
 
     def _keep_pin(self, answered: Answered, rest: Mapping[str, Any]) -> Answered:
-        """Pin the call's run (if any) to the model that answered (in observe mode: the model the router chose)."""
+        """Pin the call's run (if any) to the model that answered (in observe mode: the model the router chose); an
+        escalated call re-pins it to the large model (:meth:`RoutePins.pin`)."""
         self._sticky.record(rest.get(SESSION_KEY), answered)
         run = rest.get(RUN_KEY)
         if run is not None:

@@ -146,7 +146,8 @@ class HybridLLM(FunctionCallingLLM):
     ``hybrid_router.core.records.record_routes()`` collects the same records for every call made inside it.
 
     Inside one workflow run (every agent run is one), the first call's answering model is pinned and later
-    calls of the run reuse it, so tool-call messages never cross providers; a call kwarg still overrides, and
+    calls of the run reuse it, so tool-call messages never cross providers (with ``strategy="cascade"`` a run
+    pinned to the small model is still verified, and an escalation re-pins it large); a call kwarg still overrides, and
     ``pin_runs=False`` routes every call on its own. If the chosen model raises, or gives no output within
     ``timeout`` seconds, the other one answers (``fallback=False`` disables this).
     """
@@ -314,7 +315,8 @@ class HybridLLM(FunctionCallingLLM):
         return await asyncio.to_thread(self._plan, query, kwargs)
 
     def _answered(self, plan: _Plan, answered: Answered, record: bool = True) -> Dict[str, Any]:
-        """Pin the run to the model that answered, report the call to ``record_routes``; its metadata.
+        """Pin the run to the model that answered (an escalation re-pins it large), report the call to
+        ``record_routes``; its metadata.
 
         A stream is reported when it ends (``record=False`` here), so a failure midway is in its record.
         """

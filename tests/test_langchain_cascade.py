@@ -10,9 +10,10 @@ from typing import Any, Iterator
 import pytest
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from hybrid_router import RoutingOptions
 from langchain_hybrid import HybridChatModel
 from langchain_hybrid.cost import get_hybrid_cost_callback
 
@@ -229,3 +230,73 @@ def test_a_refresher_swaps_routers_between_calls(default_router, cascade_router,
         out = model.invoke(QUESTION)
         streamed = list(model.stream(QUESTION))
     assert meta(out)["verifier_score"] is not None and meta(streamed[0])["strategy"] == "cascade"
+
+
+# ---------------------------------------------------------------------- agent-run pinning keeps the cascade
+RUN_CONFIG = {"metadata": {"langgraph_node": "model"}, "configurable": {"thread_id": "t1", "checkpoint_ns": "x"}}
+PIN_DROP = {"max_quality_drop": 0.2}  # certified with some calls small for cascade_router: its query routes small
+
+
+class Script(BaseChatModel):
+    """Answers its ``replies`` in turn (one per call), recording each call."""
+
+    model_name: str
+    replies: list[str]
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "script"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        self.calls += 1
+        text = self.replies[self.calls - 1]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+@pytest.fixture(scope="module")
+def gsm8k_row_431():
+    """The review's reproduction (1.5): GSM8K row 431, its own small answer, and row 439's answer."""
+    from hybrid_router import load_routing_data
+    from hybrid_router.train.data import shipped_path
+
+    data = load_routing_data(shipped_path("routellm_gsm8k_answers"))
+    return data.queries[431], data.small_answers[431], data.small_answers[439]
+
+
+def pinned_run(router, row, small_replies, large_replies):
+    question, good, bad = row
+    small = Script(model_name="small-m", replies=small_replies)
+    large = Script(model_name="large-m", replies=large_replies)
+    model = HybridChatModel(small=small, large=large, router=router, strategy="cascade", **PIN_DROP)
+    threshold = router.decide(question, RoutingOptions(strategy="cascade", **PIN_DROP), "default").verify_threshold
+    assert router.score_answer(question, good) >= threshold > router.score_answer(question, bad)
+    return model, small, large, HumanMessage(question, id="h1")
+
+
+def test_a_run_pinned_small_still_verifies_and_escalates_later_calls(cascade_router, gsm8k_row_431):
+    question, good, bad = gsm8k_row_431
+    model, small, large, human = pinned_run(cascade_router, gsm8k_row_431, [good, bad], ["L1", "L2"])
+    first = meta(model.invoke([human], config=RUN_CONFIG))
+    assert first["route"] == "small" and first["answered_by"] == "small" and not first["escalated"]
+    out = model.invoke([human], config=RUN_CONFIG)  # the run's 2nd call (e.g. its final answer): a bad answer
+    second = meta(out)
+    assert second["threshold_source"] == "pinned:" + first["threshold_source"]
+    assert second["strategy"] == "cascade" and second["verify_threshold"] == first["verify_threshold"]
+    assert second["verifier_score"] == pytest.approx(cascade_router.score_answer(question, bad))
+    assert second["escalated"] and second["answered_by"] == "large" and out.content == "L1"
+    assert (small.calls, large.calls) == (2, 1)
+
+
+def test_an_escalation_pins_the_run_to_the_large_model(cascade_router, gsm8k_row_431):
+    question, good, bad = gsm8k_row_431
+    model, small, large, human = pinned_run(cascade_router, gsm8k_row_431, [good, bad, good], ["L1", "L2"])
+    model.invoke([human], config=RUN_CONFIG)  # small, accepted: pins the run small
+    assert meta(model.invoke([human], config=RUN_CONFIG))["escalated"]  # rejected: re-pins the run large
+    out = model.invoke([human], config=RUN_CONFIG)
+    third = meta(out)
+    assert (third["route"], third["answered_by"], third["verifier_score"]) == ("large", "large", None)
+    assert third["threshold_source"].startswith("pinned:") and out.content == "L2"
+    assert (small.calls, large.calls) == (2, 2)  # the small model was not asked again
+    other = meta(model.invoke([HumanMessage(question, id="h2")], config=RUN_CONFIG))  # a new run: routed afresh
+    assert not other["threshold_source"].startswith("pinned:") and other["answered_by"] == "small"

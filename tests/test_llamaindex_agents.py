@@ -244,3 +244,17 @@ def test_route_pins_keep_the_first_answer_and_forget_the_oldest_runs():
     assert pins.pin(None, Answered(decision, "small")) is None and pins.get(None) is None
     with pytest.raises(ValueError):
         RoutePins(max_runs=0)
+
+
+def test_route_pins_keep_the_cascade_and_an_escalation_repins_the_run_large():
+    from hybrid_router import Answered, RouteDecision
+    from hybrid_router.core.pinning import RoutePins
+
+    pins = RoutePins()
+    decision = RouteDecision("small", 0.8, 0.5, "default:max_quality_drop", 0.2, "cascade", 0.6)
+    small = pins.pin("run-1", Answered(decision, "small", verifier_score=0.9))
+    assert (small.target, small.strategy, small.verify_threshold) == ("small", "cascade", 0.6) and small.verifies
+    escalated = Answered(small, "large", verifier_score=0.1, escalation_reason="verifier score 0.1 < 0.6")
+    large = pins.pin("run-1", escalated)
+    assert (large.target, large.threshold_source, large.verifies) == ("large", "pinned:default:max_quality_drop", False)
+    assert pins.pin("run-1", Answered(large, "small", "large model failed")) is large  # a fallback does not re-pin

@@ -219,3 +219,76 @@ def test_routing_is_a_span_in_llamaindex_traces(default_router):
         root.span_handlers = [h for h in root.span_handlers if h is not handler]
     plans = [s for s in handler.completed_spans if s.id_.startswith("HybridLLM._plan")]
     assert len(plans) == 1 and plans[0].duration > 0
+
+
+# ---------------------------------------------------------------------- workflow-run pinning keeps the cascade
+PIN_DROP = {"max_quality_drop": 0.2}  # certified with some calls small for cascade_router: its query routes small
+
+
+class Script(Canned):
+    """Completes with its ``texts`` in turn (one per call)."""
+
+    texts: list = []
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.calls += 1
+        return CompletionResponse(text=self.texts[self.calls - 1])
+
+
+@pytest.fixture(scope="module")
+def gsm8k_row_431():
+    """The review's reproduction (1.5): GSM8K row 431, its own small answer, and row 439's answer."""
+    from hybrid_router import load_routing_data
+    from hybrid_router.train.data import shipped_path
+
+    data = load_routing_data(shipped_path("routellm_gsm8k_answers"))
+    return data.queries[431], data.small_answers[431], data.small_answers[439]
+
+
+def run_workflow(llm: HybridLLM, question: str, calls: int) -> list:
+    """``calls`` completions of ``question`` inside one workflow run (as an agent's steps make them)."""
+    from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
+
+    class Steps(Workflow):
+        @step
+        async def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=[await llm.acomplete(question) for _ in range(calls)])
+
+    async def go() -> list:
+        return await Steps(timeout=60).run()
+
+    return asyncio.run(go())
+
+
+def pinned_pair(router, row, small_texts, large_texts) -> tuple[HybridLLM, Script, Script]:
+    from hybrid_router import RoutingOptions
+
+    question, good, bad = row
+    threshold = router.decide(question, RoutingOptions(strategy="cascade", **PIN_DROP), "default").verify_threshold
+    assert router.score_answer(question, good) >= threshold > router.score_answer(question, bad)
+    small, large = Script(name="small-m", texts=small_texts), Script(name="large-m", texts=large_texts)
+    return HybridLLM(small, large, router=router, strategy="cascade", **PIN_DROP), small, large
+
+
+def test_a_workflow_run_pinned_small_still_verifies_and_escalates(cascade_router, gsm8k_row_431):
+    question, good, bad = gsm8k_row_431
+    llm, small, large = pinned_pair(cascade_router, gsm8k_row_431, [good, bad], ["L1"])
+    first, second = run_workflow(llm, question, 2)
+    assert (meta(first)["route"], meta(first)["answered_by"], meta(first)["escalated"]) == ("small", "small", False)
+    m = meta(second)
+    assert m["threshold_source"] == "pinned:" + meta(first)["threshold_source"]
+    assert m["strategy"] == "cascade" and m["verify_threshold"] == meta(first)["verify_threshold"]
+    assert m["verifier_score"] == pytest.approx(cascade_router.score_answer(question, bad))
+    assert m["escalated"] and m["answered_by"] == "large" and second.text == "L1"
+
+
+def test_an_escalation_pins_the_workflow_run_to_the_large_model(cascade_router, gsm8k_row_431):
+    question, good, bad = gsm8k_row_431
+    llm, small, large = pinned_pair(cascade_router, gsm8k_row_431, [good, bad, good], ["L1", "L2"])
+    *_, third = run_workflow(llm, question, 3)
+    m = meta(third)
+    assert (m["route"], m["answered_by"], m["verifier_score"]) == ("large", "large", None)
+    assert m["threshold_source"].startswith("pinned:") and third.text == "L2"
+    assert (small.calls, large.calls) == (2, 2)  # the small model was not asked again
+    (fresh,) = run_workflow(llm, question, 1)  # a new run is routed afresh
+    assert not meta(fresh)["threshold_source"].startswith("pinned:") and meta(fresh)["answered_by"] == "small"

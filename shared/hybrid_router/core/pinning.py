@@ -4,6 +4,10 @@ An agent makes several LLM calls per user request: tool calls, tool results, the
 on its own can switch models mid-run, and one provider's tool-call messages may then reach the other. The
 wrappers key a :class:`RoutePins` by the framework's run id: the first answered call of a run pins the model
 that answered, and later calls of that run reuse it (with fallback still on if that model fails).
+
+A pin keeps the strategy of the decision that made it: a run pinned to the small model with ``strategy="cascade"``
+still has every later call (its final answer too) checked by the verifier, and a call the cascade escalates re-pins
+the run to the large model, so the rest of the run goes there.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Hashable, Iterable
 
 from .answered import Answered
@@ -41,30 +46,37 @@ class RoutePins:
             return decision
 
     def pin(self, key: Hashable | None, answered: Answered) -> RouteDecision | None:
-        """Pin the model that answered to run ``key`` unless the run is already pinned; returns the run's pin.
+        """Pin run ``key`` to the model that answered; returns the run's pin (None when ``key`` is None).
+
+        The first answered call of a run pins it; later calls leave the pin as it is, except an escalation: a call
+        whose small answer the cascade rejected (so the large model answered) re-pins the run to the large model.
 
         The pinned decision targets the model that answered (the fallback, when there was one; in observe mode the
-        model the router chose, since the large one answers every call), keeps the first
-        decision's score and threshold, and its ``threshold_source`` gets a ``"pinned:"`` prefix.
+        model the router chose, since the large one answers every call), keeps the decision's score, threshold,
+        ``strategy`` and ``verify_threshold`` (so a run pinned to small in a cascade is still verified), and its
+        ``threshold_source`` gets a ``"pinned:"`` prefix.
         """
         if key is None:
             return None
-        first = answered.decision
-        source = first.threshold_source
-        pinned = RouteDecision(
-            target=first.target if answered.mode == "observe" else answered.answered_by,
-            score=first.score,
-            threshold=first.threshold,
-            threshold_source=source if source.startswith(self.prefix) else self.prefix + source,
-            requested=first.requested,
-            router_input=first.router_input,
-        )
+        pinned = self._pinned(answered)
         with self._lock:
-            current = self._pins.setdefault(key, pinned)
+            current = self._pins.get(key)
+            if current is None or (answered.escalated and pinned.target == "large" and current.target != "large"):
+                self._pins[key] = current = pinned
             self._pins.move_to_end(key)
             while len(self._pins) > self.max_runs:
                 self._pins.popitem(last=False)
             return current
+
+    def _pinned(self, answered: Answered) -> RouteDecision:
+        """The decision later calls of the run take: ``answered``'s decision, aimed at the model that answered."""
+        first = answered.decision
+        source = first.threshold_source
+        return replace(
+            first,
+            target=first.target if answered.mode == "observe" else answered.answered_by,
+            threshold_source=source if source.startswith(self.prefix) else self.prefix + source,
+        )
 
     def __len__(self) -> int:
         return len(self._pins)
