@@ -11,7 +11,8 @@ advisory lock, so any number of processes may open one log at once. A database t
 (``execute`` and ``executemany`` with ``?`` placeholders, ``with conn:`` for one transaction, ``close``), so one
 code path serves both databases. Driver errors become :class:`~hybrid_router.traffic.routing_log.LogDatabaseError`
 (messages never hold the password); a connection the server dropped is replaced at the next statement, so the
-writer thread of a long-running server survives a database restart (the batch in flight is counted as dropped).
+writer thread of a long-running server survives a database restart (the batch in flight is retried row by row on
+a new connection; rows that still cannot be written are counted as dropped).
 """
 
 from __future__ import annotations

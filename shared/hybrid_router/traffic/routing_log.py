@@ -13,6 +13,15 @@ With ``shadow_rate=p`` a fraction ``p`` of calls also gets an answer from the mo
 thread (never delaying the user's answer); it is logged as a ``shadow`` row sharing the call's ``pair_id``, so the
 log holds pairs of answers for the same query — teacher data for retraining the router and distilling the small
 model (``hybrid-llm score-log``, ``export-pairs``, ``export-sft``).
+
+The writer never dies of one bad row: a batch that fails is retried row by row, so only the rows that cannot be
+written are lost, each counted in ``dropped`` (and logged once per kind of failure, never with the row's text).
+Before writing, strings are made storable: a lone surrogate (a stream that split a surrogate pair) becomes U+FFFD.
+A row holding an integer outside the 64-bit range that SQLite and PostgreSQL ``BIGINT`` store (e.g. a bogus token
+count) is dropped and counted, not stored as text, so both databases keep the columns' types. At most
+:data:`MAX_QUEUED_ROWS` rows wait for the writer; beyond that a new row is dropped and counted, never blocking the
+caller. Should the writer thread itself stop, :meth:`RoutingLog.flush` and :meth:`RoutingLog.close` raise
+:class:`LogWriterError` rather than time out or return as if all were well.
 """
 
 from __future__ import annotations
@@ -93,6 +102,10 @@ COLUMNS = (
 SCORE_COLUMNS = ("call_id", "scorer", "score", "raw", "error", "created")
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_SHADOW_BACKLOG = 64
+#: Most rows waiting for the writer thread; a row logged while this many wait is dropped and counted.
+MAX_QUEUED_ROWS = 10_000
+#: The integers SQLite's INTEGER and PostgreSQL's BIGINT hold; a row with an int column outside them is dropped.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Rows per query when :func:`read_calls` pages through a log (by row id, so memory stays flat on a big log).
 READ_PAGE = 2000
 _STOP = object()
@@ -134,6 +147,51 @@ def mask_url(url: str) -> str:
 def log_name(target: LogTarget) -> str:
     """How a log is named in messages: the file path, or the URL with its password masked."""
     return mask_url(target) if is_database_url(target) else str(target)
+
+
+class LogWriterError(RuntimeError):
+    """The routing log's writer thread stopped: nothing logged since is written (``reason`` says why it stopped)."""
+
+    def __init__(self, path: Path | str, reason: str, dropped: int = 0):
+        lost = f"; {dropped} row(s) not written" if dropped else ""
+        super().__init__(f"routing log {path}: the writer thread stopped ({reason}){lost}")
+        self.path = path
+        self.reason = reason
+        self.dropped = dropped
+
+
+def _storable_text(value: str) -> str:
+    """``value`` with each lone surrogate (unencodable in UTF-8) replaced by U+FFFD; valid pairs are joined."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _storable(value: Any) -> Any:
+    """A column value the database can store: text made UTF-8-safe; ``OverflowError`` for a too-large int."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError("an integer column is outside the 64-bit range")  # never the value: it is the row's
+    return value
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    """True when ``exc`` is about one row (bad value, constraint) rather than the database (disk full, no server)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return False
+    return not (isinstance(exc, LogDatabaseError) and exc.reason.startswith("cannot connect"))
+
+
+def _row_error(exc: BaseException) -> tuple[str, str]:
+    """(kind, message) for a row the database refused: the database's message, or only the exception's type."""
+    if isinstance(exc, LogDatabaseError):  # the server's first line, redacted (its row-quoting DETAIL is not kept)
+        return exc.reason.split(":", 1)[0], exc.reason
+    if isinstance(exc, sqlite3.Error):  # SQLite's messages name parameters and constraints, never values
+        return type(exc).__name__, f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__, type(exc).__name__
 
 
 class RoutingLogWriteError(OSError):
@@ -233,23 +291,90 @@ class _Writer:
     finalizer then stops the writer (also at interpreter exit), which commits whatever is still queued.
     """
 
-    def __init__(self, conn: LogConnection, path: Path | str):
+    def __init__(self, conn: LogConnection, path: Path | str, max_queued: int = MAX_QUEUED_ROWS):
         self.conn = conn
         self.path = path  # for messages: never a URL's password
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.Queue = queue.Queue()  # unbounded: put_row bounds the rows, markers always get in
+        self.max_queued = max_queued
         self.dropped = 0
+        self.failure: str | None = None  # why the thread stopped, when it stopped other than by stop()
+        self._queued_rows = 0
         self._unreported = 0
         self._last_error: str | None = None
+        self._warned_kinds: set[str] = set()
         self._lock = threading.Lock()
+        self._put_lock = threading.Lock()
         self._stopped = False
         self.thread = threading.Thread(target=self.run, name="hybrid-llm-log", daemon=True)
         self.thread.start()
 
+    def put_row(self, item: dict | partial) -> None:
+        """Queue a row without ever blocking: dropped and counted when the queue is full or the writer stopped."""
+        with self._put_lock:
+            if self.failure is None and self._queued_rows < self.max_queued:
+                self._queued_rows += 1
+                self.queue.put(item)
+                return
+            full = self.failure is None
+        if full:
+            self.drop(1, f"the queue is full ({self.max_queued} rows wait for the writer)", kind="queue full")
+        else:
+            self.drop(1, f"the writer thread stopped ({self.failure})", kind="writer stopped")
+
+    def put_marker(self, marker: object) -> None:
+        """Queue a flush event or the stop marker; :class:`LogWriterError` when the writer thread has stopped."""
+        with self._put_lock:
+            if self.failure is None:
+                self.queue.put(marker)
+                return
+        raise self.error()
+
+    def error(self) -> LogWriterError:
+        """The error saying the writer stopped (with the rows lost since the last report)."""
+        n, _ = self.take_unreported()
+        return LogWriterError(self.path, self.failure or "it is no longer running", n)
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None and self.thread.is_alive()
+
     def run(self) -> None:
-        """Write batches until the stop marker."""
-        while not self._write_batch():
-            pass
-        self.conn.close()
+        """Write batches until the stop marker; should anything stop the thread, count what it leaves queued."""
+        try:
+            while not self._write_batch():
+                pass
+        except BaseException as exc:  # reported by flush and close (and the finalizer), not re-raised in the thread
+            self._fail(exc)
+            self._drain_after_failure()
+        finally:
+            try:
+                self.conn.close()
+            except Exception:  # the database is already gone; nothing left to write
+                pass
+
+    def _fail(self, exc: BaseException) -> None:
+        """Mark the writer stopped: from now on rows are dropped at once and flush markers raise."""
+        with self._put_lock:
+            if self.failure is not None:
+                return
+            self.failure = type(exc).__name__
+        logger.error("routing log: the writer thread of %s stopped: %s", self.path, self.failure)
+
+    def _drain_after_failure(self) -> None:
+        """Count the rows still queued as dropped and wake every flush waiting on them."""
+        lost = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, (dict, partial)):
+                lost += 1
+            elif isinstance(item, threading.Event):
+                item.set()
+            self.queue.task_done()
+        if lost:
+            self.drop(lost, f"the writer thread stopped ({self.failure})", kind="writer stopped")
 
     def _write_batch(self) -> bool:
         """Wait for items, write them in one transaction, wake flushers; True after the stop marker.
@@ -262,41 +387,86 @@ class _Writer:
                 batch.append(self.queue.get_nowait())
             except queue.Empty:
                 break
-        self._write([b for b in batch if isinstance(b, (dict, partial))])
-        for b in batch:
-            if isinstance(b, threading.Event):
-                b.set()
-            self.queue.task_done()
+        items = [b for b in batch if isinstance(b, (dict, partial))]
+        with self._put_lock:
+            self._queued_rows -= len(items)
+        try:
+            self._write(items)
+        except Exception as exc:  # a bug here must not stop logging: the batch is lost, counted
+            self.drop(len(items), f"the batch failed: {type(exc).__name__}", kind=type(exc).__name__)
+        except BaseException as exc:  # the thread stops: its batch counts as lost (before any flush is woken)
+            self._fail(exc)
+            self.drop(len(items), f"the writer thread stopped ({type(exc).__name__})", kind="writer stopped")
+            raise
+        finally:
+            for b in batch:
+                if isinstance(b, threading.Event):
+                    b.set()
+                self.queue.task_done()
         return any(b is _STOP for b in batch)
 
     def _write(self, items: list[dict | partial]) -> None:
+        """Build and write the rows in one transaction; a failed batch is retried row by row.
+
+        A row that cannot be built or stored (say an int beyond 64 bits) is dropped and counted alone. Messages
+        name the failure's type and the database's own message (which names a column or constraint, not the
+        row's text), never a Python exception's text (which may quote the row). A database-wide failure (disk
+        full, no server) ends the retry: the rest of the batch is dropped with that error.
+        """
         rows = []
         for item in items:
             try:
-                rows.append(item if isinstance(item, dict) else item())
+                row = item if isinstance(item, dict) else item()
+                rows.append(tuple(_storable(row.get(c)) for c in COLUMNS))
             except Exception as exc:  # a row that cannot be built is counted and reported, never raised at a caller
-                self.drop(1, f"could not build a row: {type(exc).__name__}: {exc}")
+                kind = type(exc).__name__
+                self.drop(1, f"could not build a row: {kind}", kind=f"could not build a row: {kind}")
         if not rows:
             return
         try:
-            with self.conn:  # one transaction per batch
-                self.conn.executemany(
-                    f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
-                    [tuple(r.get(c) for c in COLUMNS) for r in rows],
-                )
-        except sqlite3.Error as exc:  # a broken batch must not stop logging (nor any caller)
-            self.drop(len(rows), f"{type(exc).__name__}: {exc}")
-        except LogDatabaseError as exc:  # the server's error (the log's name is in every message already)
-            self.drop(len(rows), exc.reason)
+            self._insert(rows)  # one transaction per batch
+        except Exception:  # retry row by row below: only the bad rows are lost
+            pass
+        else:
+            return
+        for i, row in enumerate(rows):
+            try:
+                self._insert([row])
+            except Exception as exc:
+                if _is_row_error(exc):
+                    kind, error = _row_error(exc)
+                    self.drop(1, f"a row could not be written: {error}", kind=f"a row could not be written: {kind}")
+                    continue
+                error = exc.reason if isinstance(exc, LogDatabaseError) else f"{type(exc).__name__}: {exc}"
+                self.drop(len(rows) - i, error)  # the database's error (disk full, server gone): not the row's
+                return
 
-    def drop(self, n: int, error: str) -> None:
-        """Count ``n`` lost rows; the first loss since the last report is also a warning and a log line."""
+    def _insert(self, rows: list[tuple]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})", rows
+            )
+
+    def drop(self, n: int, error: str, *, kind: str | None = None) -> None:
+        """Count ``n`` lost rows; the first loss since the last report is also a warning.
+
+        A database error (no ``kind``) is logged at ERROR each time; a row's own failure, named by ``kind``, is
+        logged at WARNING once per kind. ``error`` must never hold a row's text.
+        """
         with self._lock:
             first = self._unreported == 0
             self.dropped += n
             self._unreported += n
             self._last_error = error
-        logger.error("routing log: %d row(s) could not be written to %s: %s", n, self.path, error)
+            new_kind = kind is not None and kind not in self._warned_kinds
+            if new_kind:
+                self._warned_kinds.add(kind)
+        if kind is None:
+            logger.error("routing log: %d row(s) could not be written to %s: %s", n, self.path, error)
+        elif new_kind:
+            logger.warning(
+                "routing log: %d row(s) dropped from %s: %s (logged once per kind of failure)", n, self.path, error
+            )
         if first:
             warnings.warn(f"routing log {self.path}: rows are being dropped ({error})", RuntimeWarning, stacklevel=1)
 
@@ -315,7 +485,7 @@ class _Writer:
         if self._stopped:
             return
         self._stopped = True
-        self.queue.put(_STOP)
+        self.queue.put(_STOP)  # harmless when the thread already stopped (join returns at once)
         if threading.current_thread() is not self.thread:
             self.thread.join()
 
@@ -323,6 +493,9 @@ class _Writer:
 def _close_at_exit(writer: _Writer) -> None:
     """Finalizer of an unclosed log (interpreter exit or garbage collection): commit and report losses."""
     writer.stop()
+    if writer.failure is not None:
+        warnings.warn(str(writer.error()), RuntimeWarning, stacklevel=1)
+        return
     n, error = writer.take_unreported()
     if n:
         warnings.warn(
@@ -341,7 +514,9 @@ class RoutingLog:
     when rows could not be written since the last report (a warning is also issued when losses start), and
     ``dropped`` counts every row lost. A log that is never closed is closed at interpreter exit (or when it is
     garbage collected), so its queued rows are committed. At most ``max_shadow_backlog`` shadow calls wait or run
-    at once; beyond that, calls are not shadowed (counted in ``shadow_skipped``).
+    at once; beyond that, calls are not shadowed (counted in ``shadow_skipped``). At most ``max_queued_rows`` rows
+    wait for the writer; beyond that a row is dropped and counted. Should the writer thread stop, :meth:`flush` and
+    :meth:`close` raise :class:`LogWriterError`.
     """
 
     def __init__(
@@ -354,10 +529,13 @@ class RoutingLog:
         source: str | None = None,
         seed: int | None = None,
         max_shadow_backlog: int = DEFAULT_SHADOW_BACKLOG,
+        max_queued_rows: int = MAX_QUEUED_ROWS,
     ):
         self.shadow_rate = validate_fraction("shadow_rate", shadow_rate)
         if isinstance(max_shadow_backlog, bool) or not isinstance(max_shadow_backlog, int) or max_shadow_backlog < 1:
             raise ValueError(f"max_shadow_backlog must be a positive integer, got {max_shadow_backlog!r}")
+        if isinstance(max_queued_rows, bool) or not isinstance(max_queued_rows, int) or max_queued_rows < 1:
+            raise ValueError(f"max_queued_rows must be a positive integer, got {max_queued_rows!r}")
         self.path: Path | str = str(path) if is_database_url(path) else Path(path)
         self.name = log_name(self.path)
         self.store_text = store_text
@@ -366,7 +544,7 @@ class RoutingLog:
         self.shadow_skipped = 0
         self._rng = random.Random(seed)
         self._conn = connect(self.path)
-        self._writer = _Writer(self._conn, self.name)
+        self._writer = _Writer(self._conn, self.name, max_queued_rows)
         self._finalizer = weakref.finalize(self, _close_at_exit, self._writer)
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadow_slots = threading.BoundedSemaphore(max_shadow_backlog)
@@ -375,14 +553,15 @@ class RoutingLog:
 
     @property
     def dropped(self) -> int:
-        """Rows lost so far (not written because of a database error, or logged after :meth:`close`)."""
+        """Rows lost so far: not written (a database error, a row that cannot be stored), logged while the queue
+        was full or after :meth:`close`, or left queued when the writer thread stopped."""
         return self._writer.dropped
 
     def _queue(self, item: dict | partial) -> None:
         if self._closed:
             self._writer.drop(1, "the log is closed")
         else:
-            self._writer.queue.put(item)
+            self._writer.put_row(item)
 
     # ------------------------------------------------------------ writing
     def _row(
@@ -400,7 +579,7 @@ class RoutingLog:
     ) -> dict:
         """Build one row (runs on the writer thread, off the request path)."""
         pairs = conversation_pairs(messages)
-        convo_json = json.dumps(pairs, ensure_ascii=False)
+        convo_json = _storable_text(json.dumps(pairs, ensure_ascii=False))  # hashed as stored
         price = self.prices.get(model)
         row = {
             "call_id": call_id,
@@ -537,24 +716,32 @@ class RoutingLog:
             threshold_source=answered.decision.threshold_source,
             error=error,
         )
-        self._writer.queue.put(row)
+        self._writer.put_row(row)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every queued row is committed (shadow calls in flight are not waited for).
 
-        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close.
+        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close, and
+        :class:`LogWriterError` when the writer thread has stopped (its queued rows are lost, and counted).
         """
         if not self._closed:
             done = threading.Event()
-            self._writer.queue.put(done)
-            if not done.wait(timeout):
-                raise TimeoutError("routing log did not flush in time")
+            self._writer.put_marker(done)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not done.wait(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))):
+                if not self._writer.alive:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("routing log did not flush in time")
+            if not self._writer.alive:
+                raise self._writer.error()
         self._raise_dropped()
 
     def close(self) -> None:
         """Wait for shadow calls, commit everything, stop the writer and close the database.
 
-        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close.
+        Raises :class:`RoutingLogWriteError` when rows were lost since the last flush or close, and
+        :class:`LogWriterError` when the writer thread had stopped before it could write them all.
         """
         if self._closed:
             return
@@ -563,6 +750,8 @@ class RoutingLog:
             self._shadow_pool.shutdown(wait=True)
         self._finalizer.detach()
         self._writer.stop()
+        if self._writer.failure is not None:
+            raise self._writer.error()
         self._raise_dropped()
 
     def _raise_dropped(self) -> None:
@@ -576,7 +765,7 @@ class RoutingLog:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         try:
             self.close()
-        except RoutingLogWriteError:
+        except (RoutingLogWriteError, LogWriterError):
             if exc_type is None:  # never hide the error already leaving the block (the loss was warned about)
                 raise
 
